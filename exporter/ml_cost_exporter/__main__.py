@@ -1,0 +1,3 @@
+from ml_cost_exporter.cli import main
+
+raise SystemExit(main())

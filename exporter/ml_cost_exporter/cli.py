@@ -1,0 +1,135 @@
+"""Command line: flags in node_exporter's vocabulary, each also read from an MLCOST_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+from ml_cost_exporter import __version__
+from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.runtime import SAMPLED_COLLECTORS, Runtime
+
+DEFAULT_PORT = 9945
+ENV_PREFIX = "MLCOST_"
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+EXIT_CONFIG = 2
+
+
+def env_name(flag: str) -> str:
+    """--web.listen-address -> MLCOST_WEB_LISTEN_ADDRESS."""
+    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ml-cost-exporter",
+        description="Prometheus exporter that prices what an inference or training pod uses. "
+                    f"Every flag can also be set through an environment variable ({ENV_PREFIX}FLAG_NAME).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def flag(name: str, default: str | None, help_text: str, **kwargs) -> None:
+        parser.add_argument(name, default=environ.get(env_name(name), default),
+                            help=f"{help_text} [env {env_name(name)}]", **kwargs)
+
+    flag("--config.file", None, "Pricing config (YAML). Without it, embedded defaults price what the "
+                                "container can see.", dest="config_file")
+    flag("--web.listen-address", f":{DEFAULT_PORT}", "Address to listen on.", dest="listen_address")
+    flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", dest="telemetry_path")
+    flag("--web.config.file", None, "Web config (exporter-toolkit format) for TLS and basic auth.",
+         dest="web_config_file")
+    flag("--log.level", "info", "Only log messages with this severity or above.", dest="log_level",
+         choices=list(LOG_LEVELS))
+    flag("--log.format", "logfmt", "Log line format.", dest="log_format", choices=["logfmt", "json"])
+    for name in SAMPLED_COLLECTORS:
+        variable = env_name(f"--collector.{name}")
+        enabled = _truthy(environ[variable]) if variable in environ else True
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_true", default=enabled,
+                           help=f"Enable the {name} collector (default: enabled) [env {variable}].")
+        group.add_argument(f"--no-collector.{name}", dest=f"collector_{name}", action="store_false",
+                           help=f"Disable the {name} collector.")
+    parser.add_argument("--version", action="version", version=f"ml-cost-exporter {__version__}")
+    return parser
+
+
+class _LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace('"', '\\"')
+        line = (f'ts={self.formatTime(record, "%Y-%m-%dT%H:%M:%S")} level={record.levelname.lower()} '
+                f'logger={record.name} msg="{message}"')
+        if record.exc_info:
+            line += ' err="' + self.formatException(record.exc_info).replace("\n", " | ").replace('"', "'") + '"'
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+                 "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["err"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LOG_LEVELS[level])
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = build_parser(environ).parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    log = logging.getLogger("ml_cost_exporter")
+    enabled = frozenset(n for n in SAMPLED_COLLECTORS if getattr(args, f"collector_{n}"))
+
+    from ml_cost_exporter.exposition.collectors import build_registry
+    from ml_cost_exporter.exposition.http import start_http_server
+    from ml_cost_exporter.exposition.webconfig import load_web_config
+
+    try:
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+        runtime = Runtime(args.config_file, enabled)
+    except ConfigError as exc:
+        print(f"ml-cost-exporter: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        server, _thread = start_http_server(args.listen_address, build_registry(runtime), args.telemetry_path,
+                                            web_config)
+    except (OSError, ValueError) as exc:
+        print(f"ml-cost-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
+        return 1
+    host, port = server.server_address[:2]
+    log.info("ml-cost-exporter %s listening on %s:%d%s (collectors: %s; config: %s)", __version__, host, port,
+             args.telemetry_path, ",".join(sorted(enabled)) or "none", runtime.config.source)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: runtime.request_reload())
+
+    def shutdown(*_: object) -> None:
+        stop.set()
+        runtime.request_reload()  # wakes the loop; it sees `stop` and leaves
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    runtime.run(stop)
+    server.shutdown()
+    runtime.close()
+    log.info("stopped")
+    return 0

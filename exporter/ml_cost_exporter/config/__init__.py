@@ -1,0 +1,1 @@
+"""Configuration: the YAML schema, the embedded price catalog and the server presets."""

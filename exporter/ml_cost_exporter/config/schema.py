@@ -1,0 +1,405 @@
+"""The pricing config: one YAML schema parsed once into typed, immutable objects.
+
+Nothing downstream reads raw YAML. Every error names file, line, key path and
+what was expected; unknown keys are errors with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlparse
+
+from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, PURCHASE_OPTIONS, Catalog, embedded_catalog
+from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.config.located import Located, Section, load_located, suggest
+from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
+
+PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
+WORKLOADS = ("inference", "training")
+PERIODS = ("month", "day", "week", "quarter")
+ATTRIBUTIONS = ("requests", "compute_time")
+DEFAULT_THRESHOLDS = (0.8, 0.9, 1.0, 1.1)
+_MIG_PROFILE = re.compile(r"(\d+)g\.(\d+)gb")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
+
+
+@dataclass(frozen=True)
+class OnPrem:
+    gpu_purchase_usd: float | None  # None: the catalog's price for the GPU type
+    amortization_years: float
+    power_usd_per_kwh: float
+    pue: float
+    vcpu_purchase_usd: float
+    memory_gib_purchase_usd: float
+
+
+@dataclass(frozen=True)
+class Pricing:
+    provider: str
+    purchase_option: str
+    price_ratio: float | None  # fraction of the on-demand price paid; None: the catalog's for the option
+    gpu_hourly_usd: float | None
+    vcpu_hourly_usd: float | None
+    memory_gib_hourly_usd: float | None
+    fixed_hourly_usd: float
+    onprem: OnPrem
+
+
+@dataclass(frozen=True)
+class GpuAllocation:
+    type: str | None  # catalog id; None: detected from the GPU's NVML name
+    count: float | None  # None: the GPUs this pod can see
+    mig_profile: str | None
+    mig_fraction: float | None  # compute slices of the profile / slices of the GPU
+
+
+@dataclass(frozen=True)
+class Allocation:
+    gpu: GpuAllocation | None
+    instance_type: str | None
+    instance_share: float
+    vcpus: float | None  # None: the cgroup's CPU limit, else the host's cores
+    memory_gib: float | None  # None: the cgroup's memory limit, else the host's memory
+    visible_devices: tuple[str, ...] | None  # None: NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES
+
+
+@dataclass(frozen=True)
+class ServerSource:
+    preset: Preset
+    url: str
+    model: str  # the model's label value in the server's metrics
+    version: str | None  # version label value to keep; None: all versions
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    version: str
+    workload: str
+    server: ServerSource | None
+    target_cost_per_1k_usd: float | None
+    labels: Mapping[str, str]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.version)
+
+
+@dataclass(frozen=True)
+class Selector:
+    models: tuple[str, ...]
+    labels: Mapping[str, str]
+
+    def matches(self, model: Model) -> bool:
+        if self.models and model.name not in self.models:
+            return False
+        return all(model.labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    amount_usd: float
+    period: str
+    selector: Selector
+    thresholds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ProcessSelection:
+    names: tuple[str, ...]
+    cmdline_patterns: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class Collection:
+    interval_seconds: float
+    cost_window_seconds: float
+    server_timeout_seconds: float
+    max_series_per_source: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class Config:
+    pricing: Pricing
+    allocation: Allocation
+    models: tuple[Model, ...]
+    attribution: str
+    budgets: tuple[Budget, ...]
+    processes: ProcessSelection
+    collection: Collection
+    source: str = "<embedded defaults>"
+    catalog: Catalog = field(default_factory=embedded_catalog, repr=False, compare=False)
+
+
+DEFAULT_MODEL_NAME = "default"
+DEFAULT_MODEL_VERSION = "latest"
+
+
+def _pricing(section: Section | None, catalog: Catalog) -> Pricing:
+    section = section or Section(Located({}, "", 0, "pricing"))
+    defaults = catalog.onprem
+    onprem_section = section.section("onprem") or Section(Located({}, "", 0, "pricing.onprem"))
+    onprem = OnPrem(
+        gpu_purchase_usd=onprem_section.number("gpu_purchase_usd", minimum=0, exclusive_minimum=True),
+        amortization_years=onprem_section.number("amortization_years", defaults.amortization_years,
+                                                 minimum=0, exclusive_minimum=True),
+        power_usd_per_kwh=onprem_section.number("power_usd_per_kwh", defaults.power_usd_per_kwh, minimum=0),
+        pue=onprem_section.number("pue", defaults.pue, minimum=1, maximum=5),
+        vcpu_purchase_usd=onprem_section.number("vcpu_purchase_usd", defaults.vcpu_purchase_usd, minimum=0),
+        memory_gib_purchase_usd=onprem_section.number("memory_gib_purchase_usd",
+                                                      defaults.memory_gib_purchase_usd, minimum=0),
+    )
+    onprem_section.finish()
+    overrides = section.section("overrides") or Section(Located({}, "", 0, "pricing.overrides"))
+    pricing = Pricing(
+        provider=section.string("provider", "aws", choices=PROVIDERS),
+        purchase_option=section.string("purchase_option", "on_demand", choices=PURCHASE_OPTIONS),
+        price_ratio=section.number("price_ratio", minimum=0, maximum=1, exclusive_minimum=True),
+        gpu_hourly_usd=overrides.number("gpu_hourly_usd", minimum=0),
+        vcpu_hourly_usd=overrides.number("vcpu_hourly_usd", minimum=0),
+        memory_gib_hourly_usd=overrides.number("memory_gib_hourly_usd", minimum=0),
+        fixed_hourly_usd=section.number("fixed_hourly_usd", 0.0, minimum=0),
+        onprem=onprem,
+    )
+    overrides.finish()
+    section.finish()
+    return pricing
+
+
+def _gpu_allocation(section: Section, catalog: Catalog, pricing: Pricing) -> GpuAllocation:
+    gpu_type = section.string("type")
+    if gpu_type is not None:
+        if gpu_type not in catalog.gpu_types:
+            known = sorted(catalog.gpu_types)
+            raise section.raw("type").error(
+                f'unknown GPU type "{gpu_type}"{suggest(gpu_type, known)} (known: {", ".join(known)})')
+        offers = catalog.providers[pricing.provider].gpu_offers if pricing.provider in CLOUD_PROVIDERS else None
+        if offers is not None and gpu_type not in offers and pricing.gpu_hourly_usd is None:
+            raise section.raw("type").error(
+                f'{pricing.provider} offers no "{gpu_type}" in the catalog (it has: {", ".join(sorted(offers))}); '
+                "set pricing.overrides.gpu_hourly_usd")
+    count = section.number("count", minimum=0, exclusive_minimum=True)
+    mig_profile = section.string("mig_profile")
+    mig_fraction = None
+    if mig_profile is not None:
+        item = section.raw("mig_profile")
+        matched = _MIG_PROFILE.fullmatch(mig_profile)
+        if not matched:
+            raise item.error(f'"{mig_profile}" is not a MIG profile like "1g.10gb" or "3g.40gb"')
+        if gpu_type is None:
+            raise item.error("a MIG profile needs allocation.gpu.type, to know the parent GPU's slices")
+        slices = catalog.gpu_types[gpu_type].mig_slices
+        if slices == 0:
+            raise item.error(f'GPU type "{gpu_type}" does not support MIG')
+        if int(matched.group(1)) > slices:
+            raise item.error(f'"{mig_profile}" uses {matched.group(1)} slices; "{gpu_type}" has {slices}')
+        mig_fraction = int(matched.group(1)) / slices
+    section.finish()
+    return GpuAllocation(gpu_type, count, mig_profile, mig_fraction)
+
+
+def _allocation(section: Section | None, catalog: Catalog, pricing: Pricing) -> Allocation:
+    section = section or Section(Located({}, "", 0, "allocation"))
+    gpu_section = section.section("gpu")
+    gpu = _gpu_allocation(gpu_section, catalog, pricing) if gpu_section else None
+    instance_type, share = None, 1.0
+    instance_section = section.section("instance")
+    if instance_section is not None:
+        if gpu is not None:
+            raise instance_section.located.error("give either allocation.instance or allocation.gpu, not both")
+        if pricing.provider not in CLOUD_PROVIDERS:
+            raise instance_section.located.error("instance types are priced only for aws, gcp and azure")
+        instance_type = instance_section.string("type", required=True)
+        known = catalog.providers[pricing.provider].instances
+        if instance_type not in known:
+            raise instance_section.raw("type").error(
+                f'unknown {pricing.provider} instance type "{instance_type}"{suggest(instance_type, list(known))} '
+                f'(known: {", ".join(sorted(known))})')
+        share = instance_section.number("share", 1.0, minimum=0, maximum=1, exclusive_minimum=True)
+        instance_section.finish()
+    visible = section.string("visible_devices")
+    allocation = Allocation(
+        gpu=gpu,
+        instance_type=instance_type,
+        instance_share=share,
+        vcpus=section.number("vcpus", minimum=0, exclusive_minimum=True),
+        memory_gib=section.number("memory_gib", minimum=0, exclusive_minimum=True),
+        visible_devices=tuple(v.strip() for v in visible.split(",") if v.strip()) if visible else None,
+    )
+    if instance_type is not None and (allocation.vcpus or allocation.memory_gib):
+        raise section.located.error("vcpus and memory_gib come from the instance type; do not set them too")
+    section.finish()
+    return allocation
+
+
+def _server(section: Section, model_name: str) -> ServerSource:
+    presets = embedded_presets()
+    preset_name = section.string("preset", required=True, choices=(*presets, "generic"))
+    url = section.string("url", required=True)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise section.raw("url").error(f'"{url}" is not an http:// or https:// URL')
+    base = presets.get(preset_name)
+    preset = parse_preset(preset_name, section, base)  # generic needs its own `requests`; others may override
+    server = ServerSource(
+        preset=preset,
+        url=url,
+        model=section.string("model", model_name),
+        version=section.string("version"),
+    )
+    if server.version is not None and preset.version_label is None:
+        raise section.raw("version").error(f'preset "{preset_name}" has no version label; set version_label first')
+    section.finish()
+    return server
+
+
+def _name(item: Located | None, what: str) -> str:
+    value = item.value if item is not None else None
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise item.error(f'{what} must be a non-empty name of letters, digits and "_.:/@+-", got {value!r}')
+    return value
+
+
+def _model(item: Located) -> Model:
+    section = Section(item)
+    name = _name(section.raw("name"), "name") if section.has("name") else None
+    if name is None:
+        raise section.missing("name")
+    version_item = section.raw("version")
+    version = str(version_item.value) if version_item is not None else DEFAULT_MODEL_VERSION
+    server_section = section.section("server")
+    labels = section.string_map("labels")
+    for key in labels:
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
+            raise section.raw("labels").error(f'"{key}" is not a valid label name')
+    model = Model(
+        name=name,
+        version=version,
+        workload=section.string("workload", "inference", choices=WORKLOADS),
+        server=_server(server_section, name) if server_section else None,
+        target_cost_per_1k_usd=section.number("target_cost_per_1k_usd", minimum=0, exclusive_minimum=True),
+        labels=MappingProxyType(labels),
+    )
+    section.finish()
+    return model
+
+
+def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
+    section = Section(item)
+    name = _name(section.raw("name"), "name") if section.has("name") else None
+    if name is None:
+        raise section.missing("name")
+    selector_section = section.section("selector") or Section(Located({}, "", 0, f"{item.path}.selector"))
+    model_names = tuple(str(m.value) for m in selector_section.items("models"))
+    known_models = sorted({m.name for m in models})
+    for located_model in selector_section.items("models"):
+        if str(located_model.value) not in known_models:
+            raise located_model.error(f'no model named "{located_model.value}"'
+                                      f'{suggest(str(located_model.value), known_models)}')
+    labels = selector_section.string_map("labels")
+    for shorthand in ("team", "project", "env"):
+        value = selector_section.string(shorthand)
+        if value is not None:
+            labels[shorthand] = value
+    selector_section.finish()
+    thresholds_items = section.items("thresholds")
+    thresholds = tuple(sorted({_threshold(t) for t in thresholds_items})) if thresholds_items else DEFAULT_THRESHOLDS
+    budget = Budget(
+        name=name,
+        amount_usd=section.number("amount_usd", required=True, minimum=0, exclusive_minimum=True),
+        period=section.string("period", "month", choices=PERIODS),
+        selector=Selector(model_names, MappingProxyType(labels)),
+        thresholds=thresholds,
+    )
+    section.finish()
+    return budget
+
+
+def _threshold(item: Located) -> float:
+    from ml_cost_exporter.config.located import check_number
+
+    return check_number(item, minimum=0, maximum=10, exclusive_minimum=True)
+
+
+def _processes(section: Section | None) -> ProcessSelection:
+    if section is None:
+        return ProcessSelection((), ())
+    patterns = []
+    for item in section.items("cmdline_patterns"):
+        try:
+            patterns.append(re.compile(str(item.value)))
+        except re.error as exc:
+            raise item.error(f"invalid regular expression: {exc}") from None
+    selection = ProcessSelection(tuple(str(n.value) for n in section.items("names")), tuple(patterns))
+    section.finish()
+    return selection
+
+
+def _collection(section: Section | None) -> Collection:
+    section = section or Section(Located({}, "", 0, "collection"))
+    collection = Collection(
+        interval_seconds=section.number("interval_seconds", 15.0, minimum=0.05, maximum=3600),
+        cost_window_seconds=section.number("cost_window_seconds", 300.0, minimum=1, maximum=86400),
+        server_timeout_seconds=section.number("server_timeout_seconds", 3.0, minimum=0.05, maximum=60),
+        max_series_per_source=int(section.number("max_series_per_source", 10000, minimum=1)),
+        max_body_bytes=int(section.number("max_body_bytes", 16 * 1024 * 1024, minimum=1024)),
+    )
+    if collection.cost_window_seconds < collection.interval_seconds:
+        raise section.located.error("cost_window_seconds must be at least interval_seconds")
+    section.finish()
+    return collection
+
+
+def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Config:
+    """Parse pricing-config YAML text; raises ConfigError naming file, line and key path."""
+    catalog = catalog or embedded_catalog()
+    root = Section(load_located(text, source))
+    pricing = _pricing(root.section("pricing"), catalog)
+    allocation = _allocation(root.section("allocation"), catalog, pricing)
+    models = tuple(_model(item) for item in root.items("models"))
+    seen: dict[tuple[str, str], Model] = {}
+    for item, model in zip(root.items("models"), models, strict=True):
+        if model.key in seen:
+            raise item.error(f'model "{model.name}" version "{model.version}" is listed twice')
+        seen[model.key] = model
+    if not models:
+        models = (Model(DEFAULT_MODEL_NAME, DEFAULT_MODEL_VERSION, "inference", None, None, MappingProxyType({})),)
+    budgets = tuple(_budget(item, models) for item in root.items("budgets"))
+    names: set[str] = set()
+    for item, budget in zip(root.items("budgets"), budgets, strict=True):
+        if budget.name in names:
+            raise item.error(f'budget "{budget.name}" is defined twice')
+        names.add(budget.name)
+    config = Config(
+        pricing=pricing,
+        allocation=allocation,
+        models=models,
+        attribution=root.string("attribution", "requests", choices=ATTRIBUTIONS),
+        budgets=budgets,
+        processes=_processes(root.section("processes")),
+        collection=_collection(root.section("collection")),
+        source=source,
+        catalog=catalog,
+    )
+    root.finish()
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the config file at `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        return parse_config("", "<embedded defaults>")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), None, "", "not UTF-8 text") from None
+    return parse_config(text, path.name)

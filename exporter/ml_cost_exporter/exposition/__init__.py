@@ -1,0 +1,1 @@
+"""Exposition: custom collectors over the runtime's snapshots, and the HTTP server."""

@@ -1,0 +1,211 @@
+"""GPU readings through NVML (nvidia-ml-py). Never raises: failures become a failed sample.
+
+NVML init is retried with exponential backoff, so a node without a driver
+costs one failed dlopen per backoff step, not one per scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    index: str  # the GPU's NVML index; a MIG device carries its parent's
+    uuid: str
+    name: str
+    utilization: float | None  # 0..1; None where NVML does not report it (MIG devices)
+    memory_used_bytes: float
+    memory_total_bytes: float
+    power_watts: float | None
+    mig_gpu_instance: str = ""
+    mig_compute_instance: str = ""
+    parent_memory_total_bytes: float | None = None  # set on MIG devices
+
+    @property
+    def is_mig(self) -> bool:
+        return self.parent_memory_total_bytes is not None
+
+    @property
+    def gpu_units(self) -> float:
+        """1 for a whole GPU; a MIG device's share of its parent, by memory."""
+        if self.parent_memory_total_bytes:
+            return self.memory_total_bytes / self.parent_memory_total_bytes
+        return 1.0
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    ok: bool
+    gpus: tuple[GpuReading, ...]
+    error: str | None = None
+
+
+def visible_devices(configured: tuple[str, ...] | None, environ: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The devices this pod may use: config, else NVIDIA_VISIBLE_DEVICES, else CUDA_VISIBLE_DEVICES.
+
+    None means every device NVML shows; an empty tuple means none.
+    """
+    if configured is not None:
+        return configured
+    for variable in ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
+        value = environ.get(variable)
+        if value is None:
+            continue
+        value = value.strip()
+        if value in ("all", ""):
+            return None if value == "all" else ()
+        if value in ("none", "void", "NoDevFiles"):
+            return ()
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+class NvmlGpuSource:
+    """Reads the pod's GPUs (and MIG devices) through the real NVML bindings."""
+
+    def __init__(self, visible: tuple[str, ...] | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 backoff_initial_seconds: float = 1.0, backoff_max_seconds: float = 300.0) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._visible = visible_devices(visible, self._environ)
+        self._monotonic = monotonic
+        self._backoff_initial = backoff_initial_seconds
+        self._backoff_max = backoff_max_seconds
+        self._backoff = backoff_initial_seconds
+        self._next_init_at = 0.0
+        self._initialized = False
+
+    def set_visible(self, configured: tuple[str, ...] | None) -> None:
+        self._visible = visible_devices(configured, self._environ)
+
+    def _ensure_init(self) -> str | None:
+        if self._initialized:
+            return None
+        now = self._monotonic()
+        if now < self._next_init_at:
+            return f"NVML unavailable; next init attempt in {self._next_init_at - now:.0f}s"
+        import pynvml
+
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            self._next_init_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, self._backoff_max)
+            return f"nvmlInit failed: {exc}"
+        self._initialized = True
+        self._backoff = self._backoff_initial
+        log.info("NVML initialized")
+        return None
+
+    def _reset(self) -> None:
+        import pynvml
+
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+        self._initialized = False
+        self._next_init_at = self._monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, self._backoff_max)
+
+    def _wanted(self, index: str, uuid: str) -> bool:
+        return self._visible is None or index in self._visible or uuid in self._visible
+
+    def sample(self) -> GpuSample:
+        error = self._ensure_init()
+        if error is not None:
+            return GpuSample(False, (), error)
+        import pynvml
+
+        readings: list[GpuReading] = []
+        failures: list[str] = []
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        except pynvml.NVMLError as exc:
+            self._reset()
+            return GpuSample(False, (), f"nvmlDeviceGetCount failed: {exc}")
+        for i in range(count):
+            try:
+                readings.extend(self._read_device(pynvml, i))
+            except pynvml.NVMLError as exc:
+                failures.append(f"GPU {i}: {exc}")
+        if failures:
+            # A lost GPU or a driver fault: start NVML afresh (after backoff) next time.
+            self._reset()
+            return GpuSample(False, tuple(readings), "; ".join(failures))
+        return GpuSample(True, tuple(readings))
+
+    def _read_device(self, pynvml, i: int) -> list[GpuReading]:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        uuid = _text(pynvml.nvmlDeviceGetUUID(handle))
+        name = _text(pynvml.nvmlDeviceGetName(handle))
+        index = str(i)
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        mig_devices = self._read_mig_devices(pynvml, handle, index, name, float(memory.total))
+        out = []
+        if self._wanted(index, uuid):
+            utilization = None
+            try:
+                utilization = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0
+            except pynvml.NVMLError_NotSupported:
+                pass  # GPUs in MIG mode report no whole-GPU utilization
+            power = None
+            try:
+                power = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
+            except pynvml.NVMLError_NotSupported:
+                pass
+            out.append(GpuReading(index, uuid, name, utilization, float(memory.used), float(memory.total), power))
+            if mig_devices:
+                return out  # the whole GPU is the pod's: its MIG devices are not priced again
+        out.extend(m for m in mig_devices if self._wanted(index, m.uuid))
+        return out
+
+    def _read_mig_devices(self, pynvml, handle, index: str, name: str, parent_total: float) -> list[GpuReading]:
+        try:
+            current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+        except pynvml.NVMLError_NotSupported:
+            return []
+        if current != pynvml.NVML_DEVICE_MIG_ENABLE:
+            return []
+        devices = []
+        for slot in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+            try:
+                mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            except pynvml.NVMLError_NotFound:
+                continue
+            memory = pynvml.nvmlDeviceGetMemoryInfo(mig)
+            devices.append(GpuReading(
+                index=index,
+                uuid=_text(pynvml.nvmlDeviceGetUUID(mig)),
+                name=name,
+                utilization=None,
+                memory_used_bytes=float(memory.used),
+                memory_total_bytes=float(memory.total),
+                power_watts=None,
+                mig_gpu_instance=str(pynvml.nvmlDeviceGetGpuInstanceId(mig)),
+                mig_compute_instance=str(pynvml.nvmlDeviceGetComputeInstanceId(mig)),
+                parent_memory_total_bytes=parent_total,
+            ))
+        return devices
+
+    def close(self) -> None:
+        if self._initialized:
+            import pynvml
+
+            try:
+                pynvml.nvmlShutdown()
+            except pynvml.NVMLError:
+                pass
+            self._initialized = False
