@@ -62,7 +62,7 @@ def run_load(server: DemoModelServer, rps: float, stop: threading.Event, seed: i
 
 def make_handler(server: DemoModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args) -> None:  # noqa: A002
+        def log_message(self, format: str, *args) -> None:
             log.debug(format, *args)
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
@@ -72,7 +72,7 @@ def make_handler(server: DemoModelServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.split("?")[0] == "/metrics":
                 self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/health":
@@ -80,7 +80,7 @@ def make_handler(server: DemoModelServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, b"not found\n", "text/plain")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path != "/v1/completions":
                 self._send(404, b"not found\n", "text/plain")
                 return

@@ -6,6 +6,7 @@ costs one failed dlopen per backoff step, not one per scrape.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -112,10 +113,8 @@ class NvmlGpuSource:
     def _reset(self) -> None:
         import pynvml
 
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
         self._initialized = False
         self._next_init_at = self._monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._backoff_max)
@@ -157,15 +156,12 @@ class NvmlGpuSource:
         out = []
         if self._wanted(index, uuid):
             utilization = None
-            try:
+            # GPUs in MIG mode report no whole-GPU utilization.
+            with contextlib.suppress(pynvml.NVMLError_NotSupported):
                 utilization = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0
-            except pynvml.NVMLError_NotSupported:
-                pass  # GPUs in MIG mode report no whole-GPU utilization
             power = None
-            try:
+            with contextlib.suppress(pynvml.NVMLError_NotSupported):
                 power = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
-            except pynvml.NVMLError_NotSupported:
-                pass
             out.append(GpuReading(index, uuid, name, utilization, float(memory.used), float(memory.total), power))
             if mig_devices:
                 return out  # the whole GPU is the pod's: its MIG devices are not priced again
@@ -204,8 +200,6 @@ class NvmlGpuSource:
         if self._initialized:
             import pynvml
 
-            try:
+            with contextlib.suppress(pynvml.NVMLError):
                 pynvml.nvmlShutdown()
-            except pynvml.NVMLError:
-                pass
             self._initialized = False

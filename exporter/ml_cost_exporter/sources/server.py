@@ -171,12 +171,10 @@ class ServerSource:
                 continue
             current[key] = value
             previous = self._last.get(key)
-            if previous is None:
-                # A series first seen at startup is a baseline; one that appears later started
-                # from zero since the last fetch (a new label value, or a restarted server).
-                delta = 0.0 if first else value
-            else:
-                delta = value - previous if value >= previous else value  # a drop is a counter reset
+            # A series first seen at startup is a baseline; one that appears later started from zero
+            # since the last fetch (a new label value, or a restarted server). A drop is a counter reset.
+            delta = (0.0 if first else value) if previous is None else (
+                value - previous if value >= previous else value)
             if delta:
                 for binding in bindings:
                     per_model = reading.deltas.setdefault(binding.model, {})

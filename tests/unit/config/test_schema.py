@@ -93,8 +93,10 @@ MALFORMED = [
      'p.yaml:2: allocation.gpu.mig_profile: GPU type "t4" does not support MIG'),
     ("allocation:\n  gpu: {type: h100, mig_profile: 9g.90gb}\n",
      'p.yaml:2: allocation.gpu.mig_profile: "9g.90gb" uses 9 slices; "h100" has 7'),
-    ("allocation:\n  gpu: {type: h100, mig_profile: half}\n", 'allocation.gpu.mig_profile: "half" is not a MIG profile'),
-    ("allocation:\n  gpu: {mig_profile: 1g.10gb}\n", "allocation.gpu.mig_profile: a MIG profile needs allocation.gpu.type"),
+    ("allocation:\n  gpu: {type: h100, mig_profile: half}\n",
+     'allocation.gpu.mig_profile: "half" is not a MIG profile'),
+    ("allocation:\n  gpu: {mig_profile: 1g.10gb}\n",
+     "allocation.gpu.mig_profile: a MIG profile needs allocation.gpu.type"),
     ("allocation:\n  instance: {type: p4d.24xl}\n",
      'p.yaml:2: allocation.instance.type: unknown aws instance type "p4d.24xl" (did you mean "p4d.24xlarge"?)'),
     ("allocation:\n  instance: {type: g5.xlarge, share: 2}\n", "allocation.instance.share: must be at most 1, got 2"),
@@ -124,7 +126,8 @@ MALFORMED = [
      'models[0].server.version: preset "vllm" has no version label'),
     ("models:\n  - name: m\n    workload: batch\n", 'p.yaml:3: models[0].workload: unknown value "batch"'),
     ("models:\n  - name: m\n    target_cost_per_1k_usd: 0\n", "models[0].target_cost_per_1k_usd: must be greater"),
-    ("models:\n  - name: m\n    labels: {team: [a]}\n", "p.yaml:3: models[0].labels.team: expected a string, got a list"),
+    ("models:\n  - name: m\n    labels: {team: [a]}\n",
+     "p.yaml:3: models[0].labels.team: expected a string, got a list"),
     ("models:\n  - name: m\n    labels: {9team: a}\n", 'models[0].labels: "9team" is not a valid label name'),
     ("models:\n  - name: m\n  - name: m\n", 'p.yaml:3: models[1]: model "m" version "latest" is listed twice'),
     ("models:\n  - name: m\n    lables: {}\n", 'p.yaml:3: models[0].lables: unknown key (did you mean "labels"?)'),
@@ -145,7 +148,8 @@ MALFORMED = [
     ("collection:\n  interval_seconds: 60\n  cost_window_seconds: 30\n",
      "collection: cost_window_seconds must be at least interval_seconds"),
     ("attribution: gpu_time\n", 'p.yaml:1: attribution: unknown value "gpu_time"'),
-    ("pricing:\n  provider: aws\npricing:\n  provider: gcp\n", "p.yaml:3: pricing: duplicate key (first set on line 1)"),
+    ("pricing:\n  provider: aws\npricing:\n  provider: gcp\n",
+     "p.yaml:3: pricing: duplicate key (first set on line 1)"),
     ("pricing: {provider: aws\n", "p.yaml:2: invalid YAML"),
     ("- just\n- a list\n", "p.yaml:1: expected a mapping, got a list"),
     ("base: &b {provider: aws}\npricing:\n  <<: *b\n", "merge keys (<<) are not supported"),
@@ -166,9 +170,9 @@ def test_there_are_at_least_30_distinct_malformed_cases():
 
 
 def test_unreadable_and_non_utf8_files_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
         load_config(tmp_path / "missing.yaml")
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ConfigError, match="binary.yaml: not UTF-8 text"):
+    with pytest.raises(ConfigError, match=r"binary\.yaml: not UTF-8 text"):
         load_config(binary)

@@ -128,7 +128,7 @@ def test_an_interval_across_the_month_boundary_is_split_between_the_two_periods(
 
 
 def test_reconfigure_keeps_totals_of_remaining_models_and_drops_removed_ones():
-    config, ledger = make_ledger()
+    _config, ledger = make_ledger()
     ledger.record(Usage(START, START + 3600, requests={("chat", "v1"): 1}))
     embed_line = next(line for line in CONFIG.splitlines(keepends=True) if "name: embed" in line)
     smaller = parse_config(CONFIG.replace(embed_line, ""), "p.yaml")

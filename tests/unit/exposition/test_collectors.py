@@ -1,0 +1,139 @@
+import re
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+from prometheus_client import generate_latest
+
+from ml_cost_exporter.exposition.collectors import SafeCollector, build_registry
+from ml_cost_exporter.runtime import Clocks, Runtime
+from tests.conftest import A100, FIXTURES, GIB
+
+GOLDEN = FIXTURES / "golden" / "metrics.txt"
+CONFIG = textwrap.dedent("""
+    pricing: {provider: aws}
+    allocation: {gpu: {type: a100-80gb, count: 2}, vcpus: 16, memory_gib: 128}
+    models:
+      - name: llama
+        version: v1
+        server: {preset: vllm, url: "http://server/metrics", model: "meta-llama/Llama-3.1-8B-Instruct"}
+        target_cost_per_1k_usd: 0.25
+        labels: {team: search, env: prod}
+      - name: reranker
+        version: v7
+        server: {preset: triton, url: "http://triton/metrics", model: resnet50}
+        labels: {team: search}
+    budgets:
+      - {name: search-monthly, amount_usd: 20000, selector: {team: search}}
+      - {name: llama-daily, amount_usd: 100, period: day, selector: {models: [llama]}, thresholds: [0.5, 1.0]}
+    collection: {interval_seconds: 60, cost_window_seconds: 300}
+""")
+
+
+def vllm_text(requests: int) -> str:
+    return ((FIXTURES / "servers" / "vllm.txt").read_text().replace("} 1200.0", f"}} {requests}.0")
+            .replace("} 152340.0", f"}} {requests * 100}.0"))
+
+
+def triton_text(requests: int) -> str:
+    return (FIXTURES / "servers" / "triton.txt").read_text().replace(
+        'model="resnet50",version="1"} 420', f'model="resnet50",version="1"}} {requests}')
+
+
+@pytest.fixture
+def runtime(tmp_path, clock, fake_nvml):
+    fake_nvml.write("init 0",
+                    f"gpu 0 80 {40 * GIB} {80 * GIB} 300000 0 0 GPU-aaaa {A100}",
+                    f"gpu 1 20 {10 * GIB} {80 * GIB} 100000 0 0 GPU-bbbb {A100}")
+    config = tmp_path / "pricing.yaml"
+    config.write_text(CONFIG)
+    (tmp_path / "cpu.max").write_text("max 100000")
+    scripted = {"http://server/metrics": iter([vllm_text(1200), vllm_text(1800), vllm_text(2400)]),
+                "http://triton/metrics": iter([triton_text(420), triton_text(720), triton_text(1020)])}
+    rt = Runtime(str(config), frozenset({"gpu", "server"}), Clocks(clock.wall, clock.monotonic), environ={},
+                 cgroup_root=tmp_path, server_fetch=lambda url: next(scripted[url]))
+    for _ in range(3):
+        rt.tick()
+        clock.advance(60)
+    rt.tick_done = True
+    yield rt
+    rt.close()
+
+
+def render(runtime: Runtime) -> str:
+    text = generate_latest(build_registry(runtime)).decode()
+    return re.sub(r'pythonversion="[^"]*"', 'pythonversion="X"', text)
+
+
+def test_metrics_match_the_saved_expected_output(runtime, update_golden):
+    text = render(runtime)
+    if update_golden:
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "run pytest with --update-golden after an intended change"
+
+
+def test_saved_output_passes_promtool_check_metrics():
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is required"
+    result = subprocess.run([promtool, "check", "metrics"], input=GOLDEN.read_bytes(), capture_output=True)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_values_follow_from_the_scripted_load(runtime):
+    registry = build_registry(runtime)
+    value = registry.get_sample_value
+    llama, reranker = {"model": "llama", "version": "v1"}, {"model": "reranker", "version": "v7"}
+    # Two intervals of 60 s; each llama got 600 requests and reranker 300: llama pays 2/3.
+    assert value("mlcost_requests_total", llama) == 1200.0
+    assert value("mlcost_requests_total", reranker) == 600.0
+    pod_hourly = sum(value("mlcost_hourly_usd", {**m, "workload": "inference", "resource": r})
+                     for m in (llama, reranker) for r in ("gpu", "cpu", "memory", "fixed"))
+    spent = sum(value("mlcost_usd_total", {**m, "workload": "inference", "resource": r})
+                for m in (llama, reranker) for r in ("gpu", "cpu", "memory", "fixed"))
+    assert spent == pytest.approx(pod_hourly * 120 / 3600, rel=1e-9)
+    llama_cost = sum(value("mlcost_usd_total", {**llama, "workload": "inference", "resource": r})
+                     for r in ("gpu", "cpu", "memory", "fixed"))
+    assert llama_cost == pytest.approx(spent * 2 / 3, rel=1e-9)
+    assert value("inference_cost_per_1k_usd", llama) == pytest.approx(llama_cost / 1200 * 1000, rel=1e-9)
+    # GPUs idle 50 % on average (80 % and 20 % busy).
+    gpu_cost = value("mlcost_usd_total", {**llama, "workload": "inference", "resource": "gpu"})
+    assert value("mlcost_idle_usd_total", {**llama, "resource": "gpu"}) == pytest.approx(gpu_cost * 0.5)
+    assert value("mlcost_gpu_utilization_ratio", {"gpu": "0", "uuid": "GPU-aaaa", "gpu_name": A100,
+                                                  "mig_gpu_instance": "", "mig_compute_instance": ""}) == 0.8
+    assert value("mlcost_budget_spend_usd_total", {"budget": "llama-daily", "period": "2026-11-16"}) == \
+        pytest.approx(llama_cost, rel=1e-9)
+    assert value("mlcost_budget_alert_threshold_ratio", {"budget": "llama-daily", "threshold": "0.5"}) == 0.5
+    assert value("mlcost_target_cost_per_1k_usd", llama) == 0.25
+    assert value("mlcost_tokens_total", {**llama, "kind": "prompt"}) == 120000.0
+    assert value("mlcost_exporter_source_up", {"source": "server:http://triton/metrics"}) == 1.0
+    assert value("mlcost_exporter_collector_success", {"collector": "gpu"}) == 1.0
+
+
+def test_a_failing_collector_drops_only_its_own_families(runtime):
+    class Broken:
+        name = "broken"
+
+        def collect(self):
+            yield from ()
+            raise RuntimeError("boom")
+
+    registry = build_registry(runtime)
+    status = {}
+    registry.register(SafeCollector(Broken(), status, record=True))
+    text = generate_latest(registry).decode()
+    assert "inference_cost_per_1k_usd" in text and "mlcost_gpu_power_watts" in text
+    assert status["broken"].success is False
+
+
+def test_gpu_series_are_absent_not_zero_when_nvml_fails(runtime, fake_nvml):
+    fake_nvml.write("init 0", f"gpu 0 80 {GIB} {80 * GIB} 300000 1 0 GPU-aaaa {A100}",
+                    f"gpu 1 20 {GIB} {80 * GIB} 100000 1 0 GPU-bbbb {A100}")
+    runtime.tick()
+    registry = build_registry(runtime)
+    text = generate_latest(registry).decode()
+    assert "mlcost_gpu_utilization_ratio{" not in text
+    assert registry.get_sample_value("mlcost_exporter_collector_success", {"collector": "gpu"}) == 0.0
+    assert registry.get_sample_value("mlcost_exporter_source_up", {"source": "nvml"}) == 0.0
+    assert registry.get_sample_value("mlcost_allocated_gpus") == 2.0  # cost still accrues from the config

@@ -1,0 +1,170 @@
+import gzip
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from ml_cost_exporter.config.schema import parse_config
+from ml_cost_exporter.sources.server import FetchError, ServerSource, fetch_metrics
+from tests.conftest import FIXTURES, ManualClock
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def source_for(models_yaml: str, responses: list, clock: ManualClock | None = None, **kwargs) -> ServerSource:
+    config = parse_config(f"models:\n{models_yaml}", "p.yaml")
+    replies = iter(responses)
+
+    def fetch(url: str) -> str:
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    clock = clock or ManualClock(0)
+    return ServerSource("http://server/metrics", config.models, timeout=1, max_bytes=1 << 20,
+                        max_series=kwargs.get("max_series", 1000), interval=15, monotonic=clock.monotonic,
+                        fetch=fetch)
+
+
+def deltas_after_start(models_yaml: str, fixture: str) -> dict:
+    """A freshly started server: the first fetch has no series, the second has the fixture's."""
+    source = source_for(models_yaml, ["", (FIXTURES / "servers" / fixture).read_text()])
+    assert source.sample().ok
+    reading = source.sample()
+    assert reading.ok and reading.invalid_samples == 0
+    return reading.deltas
+
+
+def model(name: str, preset: str, extra: str = "") -> str:
+    return f"  - {{name: {name}, server: {{preset: {preset}, url: 'http://server/metrics'{extra}}}}}\n"
+
+
+@pytest.mark.parametrize(("models_yaml", "fixture", "expected"), [
+    (model("llama", "vllm", f", model: '{LLAMA}'"), "vllm.txt",
+     {("llama", "latest"): {"requests": 1234.0, "prompt_tokens": 152340.0, "generation_tokens": 88211.0}}),
+    (model("resnet50", "triton") + model("bert", "triton"), "triton.txt",
+     {("resnet50", "latest"): {"requests": 420.0, "compute_seconds": 1.5},
+      ("bert", "latest"): {"requests": 77.0, "compute_seconds": 0.5}}),
+    (model("mnist", "torchserve"), "torchserve.txt", {("mnist", "latest"): {"requests": 91.0}}),
+    (model("falcon", "tgi"), "tgi.txt",
+     {("falcon", "latest"): {"requests": 55.0, "prompt_tokens": 2200.0, "generation_tokens": 5100.0}}),
+    (model("sklearn-iris", "kserve"), "kserve.txt",
+     {("sklearn-iris", "latest"): {"requests": 250.0, "compute_seconds": 3.2}}),
+    (model("Translator", "rayserve"), "rayserve.txt", {("Translator", "latest"): {"requests": 42.0}}),
+    (model("iris_classifier", "bentoml"), "bentoml.txt", {("iris_classifier", "latest"): {"requests": 42.0}}),
+], ids=["vllm", "triton", "torchserve", "tgi", "kserve", "rayserve", "bentoml"])
+def test_each_preset_reads_its_servers_real_exposition(models_yaml, fixture, expected):
+    deltas = deltas_after_start(models_yaml, fixture)
+    assert {k: pytest.approx(v) for k, v in deltas.items()} == expected
+
+
+def test_triton_version_filter_keeps_one_server_side_version():
+    text = ('nv_inference_request_success{model="m",version="1"} 10\n'
+            'nv_inference_request_success{model="m",version="2"} 5\n')
+    source = source_for(model("m", "triton", ", version: '2'"), ["", text])
+    source.sample()
+    assert source.sample().deltas == {("m", "latest"): {"requests": 5.0}}
+
+
+def test_first_fetch_is_a_baseline_and_later_fetches_give_increases():
+    source = source_for(model("m", "tgi"), ["tgi_request_success 100\n", "tgi_request_success 130\n"])
+    assert source.sample().deltas == {}
+    assert source.sample().deltas == {("m", "latest"): {"requests": 30.0}}
+
+
+def test_a_counter_reset_counts_the_new_value_as_rate_does():
+    texts = ["tgi_request_success 100\n", "tgi_request_success 130\n", "tgi_request_success 7\n",
+             "tgi_request_success 10\n"]
+    source = source_for(model("m", "tgi"), texts)
+    got = [source.sample().deltas.get(("m", "latest"), {}).get("requests", 0.0) for _ in texts]
+    assert got == [0.0, 30.0, 7.0, 3.0]
+
+
+def test_a_series_that_appears_later_counts_from_zero():
+    texts = ['vllm:request_success_total{finished_reason="stop",model_name="m"} 10\n',
+             'vllm:request_success_total{finished_reason="stop",model_name="m"} 12\n'
+             'vllm:request_success_total{finished_reason="length",model_name="m"} 4\n']
+    source = source_for(model("m", "vllm"), texts)
+    source.sample()
+    assert source.sample().deltas == {("m", "latest"): {"requests": 6.0}}
+
+
+def test_nan_negative_wrong_typed_and_garbled_samples_are_counted_and_skipped():
+    text = ("tgi_request_success NaN\ntgi_request_success -5\ntgi_request_success abc\n"
+            'tgi_request_success{bad label} 1\ntgi_request_success +Inf\n')
+    reading = source_for(model("m", "tgi"), [text]).sample()
+    assert reading.ok and reading.invalid_samples == 5 and reading.series == 0
+
+
+def test_binary_garbage_is_survived():
+    garbage = bytes(range(256)).decode("latin-1") * 100 + "\ntgi_request_success 3\n"
+    source = source_for(model("m", "tgi"), ["tgi_request_success 1\n", garbage])
+    source.sample()
+    reading = source.sample()
+    assert reading.ok  # the one valid line after the garbage is still read
+    assert reading.deltas == {("m", "latest"): {"requests": 2.0}}
+
+
+def test_series_beyond_the_cap_are_dropped_and_counted_so_memory_stays_bounded():
+    lines = "".join(f'vllm:request_success_total{{finished_reason="r{i}",model_name="m"}} 1\n'
+                    for i in range(100_000))
+    source = source_for(model("m", "vllm"), [lines, lines], max_series=500)
+    reading = source.sample()
+    assert reading.series == 500 and reading.dropped_series == 99_500
+    assert len(source._last) == 500
+
+
+def test_failures_back_off_exponentially_and_recover():
+    clock = ManualClock(0)
+    fetched_at = []
+
+    def fetch(url):
+        fetched_at.append(clock.monotonic() - 1000)
+        if len(fetched_at) <= 3:
+            raise FetchError("connection refused")
+        return "tgi_request_success 1\n"
+
+    config = parse_config("models:\n" + model("m", "tgi"), "p.yaml")
+    source = ServerSource("http://server/metrics", config.models, timeout=1, max_bytes=1 << 20, max_series=10,
+                          interval=15, monotonic=clock.monotonic, fetch=fetch)
+    for _ in range(8):
+        source.sample()
+        clock.advance(15)
+    # Ticks every 15 s; after the 2nd failure one tick is skipped, after the 3rd three are.
+    assert fetched_at == [0, 15, 30, 75, 90, 105]
+    assert source.last_reading.ok
+
+
+def test_fetch_refuses_oversized_bodies_and_reads_gzip(tmp_path):
+    body = b"tgi_request_success 1\n" * 1000
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            payload = gzip.compress(body) if self.path == "/gz" else body
+            self.send_response(200 if self.path != "/500" else 500)
+            if self.path == "/gz":
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with requests.Session() as session:
+            assert fetch_metrics(session, base + "/gz", 2, len(body)) == body.decode()
+            with pytest.raises(FetchError, match="larger than 1000 bytes"):
+                fetch_metrics(session, base + "/plain", 2, 1000)
+            with pytest.raises(FetchError, match="HTTP 500"):
+                fetch_metrics(session, base + "/500", 2, len(body))
+    finally:
+        server.shutdown()
+        server.server_close()
+    with requests.Session() as session, pytest.raises(FetchError, match="ConnectionError"):
+        fetch_metrics(session, base + "/gone", 1, 1000)

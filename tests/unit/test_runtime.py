@@ -1,0 +1,58 @@
+import textwrap
+import threading
+
+from ml_cost_exporter.runtime import Clocks, Runtime
+from tests.conftest import wait_until
+
+GOOD = textwrap.dedent("""
+    allocation: {vcpus: 4, memory_gib: 16}
+    models: [{name: a}, {name: b}]
+    budgets: [{name: all, amount_usd: 100}]
+""")
+
+
+def make(tmp_path, clock=None, text=GOOD):
+    path = tmp_path / "pricing.yaml"
+    path.write_text(text)
+    clocks = Clocks(clock.wall, clock.monotonic) if clock else Clocks()
+    return path, Runtime(str(path), frozenset(), clocks, environ={}, cgroup_root=tmp_path)
+
+
+def test_a_broken_reload_keeps_the_last_good_config_and_its_totals(tmp_path, clock):
+    path, runtime = make(tmp_path, clock)
+    clock.advance(3600)
+    runtime.tick()
+    before = runtime.ledger.snapshot(clock.wall()).usd_total[("a", "latest", "inference", "cpu")]
+    path.write_text(GOOD.replace("amount_usd: 100", "amount_usd: -1"))
+    assert runtime.reload() is False
+    assert runtime.reload_successful is False
+    assert runtime.config.budgets[0].amount_usd == 100
+    path.write_text(GOOD.replace("amount_usd: 100", "amount_usd: 250"))
+    assert runtime.reload() is True
+    assert runtime.reload_successful is True and runtime.config.budgets[0].amount_usd == 250
+    assert runtime.ledger.snapshot(clock.wall()).usd_total[("a", "latest", "inference", "cpu")] == before
+
+
+def test_a_changed_file_is_reloaded_by_the_running_loop(tmp_path):
+    path, runtime = make(tmp_path)  # the loop sleeps in real time, so it runs on the real clocks
+    stop = threading.Event()
+    loop = threading.Thread(target=runtime.run, args=(stop, 0.02), daemon=True)
+    loop.start()
+    try:
+        path.write_text(GOOD.replace("amount_usd: 100", "amount_usd: 300"))
+        wait_until(lambda: runtime.config.budgets[0].amount_usd == 300, what="the file change to be reloaded")
+        path.write_text("models: [{name: }]\n")
+        wait_until(lambda: runtime.reload_successful is False, what="the broken file to be rejected")
+        assert runtime.config.budgets[0].amount_usd == 300
+    finally:
+        stop.set()
+        runtime.request_reload()
+        loop.join(5)
+    assert not loop.is_alive()
+
+
+def test_removing_a_model_on_reload_drops_its_series(tmp_path, clock):
+    path, runtime = make(tmp_path, clock)
+    path.write_text(GOOD.replace("models: [{name: a}, {name: b}]", "models: [{name: a}]"))
+    assert runtime.reload()
+    assert {k[0] for k in runtime.ledger.snapshot(clock.wall()).usd_total} == {"a"}
