@@ -34,12 +34,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         prog="ml-cost-exporter",
         description="Prometheus exporter that prices what an inference or training pod uses. "
                     f"Every flag can also be set through an environment variable ({ENV_PREFIX}FLAG_NAME).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # A fixed width keeps --help identical everywhere (the README pastes it).
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, width=100),
     )
 
     def flag(name: str, default: str | None, help_text: str, **kwargs) -> None:
+        shown = f" (default: {default})" if default is not None else ""
         parser.add_argument(name, default=environ.get(env_name(name), default),
-                            help=f"{help_text} [env {env_name(name)}]", **kwargs)
+                            help=f"{help_text}{shown} [env {env_name(name)}]", **kwargs)
 
     flag("--config.file", None, "Pricing config (YAML). Without it, embedded defaults price what the "
                                 "container can see.", dest="config_file")
@@ -55,7 +57,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         enabled = _truthy(environ[variable]) if variable in environ else True
         group = parser.add_mutually_exclusive_group()
         group.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_true", default=enabled,
-                           help=f"Enable the {name} collector (default: enabled) [env {variable}].")
+                           help=f"Enable the {name} collector (default: enabled) [env {variable}=true|false].")
         group.add_argument(f"--no-collector.{name}", dest=f"collector_{name}", action="store_false",
                            help=f"Disable the {name} collector.")
     parser.add_argument("--version", action="version", version=f"ml-cost-exporter {__version__}")

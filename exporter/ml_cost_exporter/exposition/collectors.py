@@ -173,7 +173,7 @@ class ProcessCollector:
                                   value=sample.cpu_seconds_total)
         yield GaugeMetricFamily("mlcost_process_resident_memory_bytes",
                                 "Resident memory of the serving processes, bytes.", value=sample.resident_memory_bytes)
-        yield GaugeMetricFamily("mlcost_process_count", "Serving processes selected.", value=sample.count)
+        yield GaugeMetricFamily("mlcost_processes", "Serving processes selected.", value=sample.count)
 
 
 class ExporterCollector:

@@ -13,11 +13,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import requests
+from typing import TYPE_CHECKING
 
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ class FetchError(Exception):
 
 def fetch_metrics(session: requests.Session, url: str, timeout: float, max_bytes: int) -> str:
     """GET `url`'s exposition text, refusing bodies over `max_bytes` (after decompression)."""
+    import requests  # imported on first use: a pod with no server configured never pays its memory
+
     try:
         with session.get(url, timeout=(min(timeout, 1.0), timeout), stream=True,
                          headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}) as response:
@@ -93,8 +97,8 @@ class ServerSource:
         self._max_series = max_series
         self._interval = interval
         self._monotonic = monotonic
-        self._session = requests.Session()
-        self._fetch = fetch or (lambda u: fetch_metrics(self._session, u, self._timeout, self._max_bytes))
+        self._session: requests.Session | None = None
+        self._fetch = fetch or self._fetch_with_session
         self._bindings: dict[str, list[_Binding]] = {}
         for model in models:
             server = model.server
@@ -108,6 +112,13 @@ class ServerSource:
         self._failures = 0
         self._next_attempt = 0.0
         self.last_reading = ServerReading(ok=False, error="not fetched yet")
+
+    def _fetch_with_session(self, url: str) -> str:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()  # keep-alive across fetches
+        return fetch_metrics(self._session, url, self._timeout, self._max_bytes)
 
     def same_bindings(self, other: ServerSource) -> bool:
         return self._bindings == other._bindings
@@ -188,4 +199,5 @@ class ServerSource:
         return reading
 
     def close(self) -> None:
-        self._session.close()
+        if self._session is not None:
+            self._session.close()

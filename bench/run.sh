@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints the figures (about 3 minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python -m bench.bench_render
+.venv/bin/python -m bench.bench_ingest
+.venv/bin/python -m bench.bench_footprint "$@"
+.venv/bin/python -m bench.bench_footprint --with-server "$@"
