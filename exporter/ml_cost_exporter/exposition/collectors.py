@@ -119,18 +119,22 @@ class CostCollector:
                                 "End of the budget's current period (UTC), Unix seconds.", labels=["budget"])
         thresholds = GaugeMetricFamily("mlcost_budget_alert_threshold_ratio",
                                        "Fractions of the budget at which alerts fire.", labels=["budget", "threshold"])
+        current = GaugeMetricFamily("mlcost_budget_current_period_info",
+                                    "The period label of the budget's current period (always 1); selects the "
+                                    "current period's spend series in PromQL.", labels=["budget", "period"])
         burn = GaugeMetricFamily("mlcost_budget_burn_rate",
                                  "This pod's current spend rate divided by the budget's affordable rate "
                                  "(limit / period length); sums across pods.", labels=["budget"])
         for budget in config.budgets:
             period = snapshot.budget_periods[budget.name]
             limit.add_metric([budget.name], budget.amount_usd)
+            current.add_metric([budget.name, period.label], 1)
             start.add_metric([budget.name], period.start)
             end.add_metric([budget.name], period.end)
             for threshold in budget.thresholds:
                 thresholds.add_metric([budget.name, f"{threshold:g}"], threshold)
             burn.add_metric([budget.name], snapshot.budget_burn_rate[budget.name])
-        yield from (limit, start, end, thresholds, burn)
+        yield from (limit, start, end, current, thresholds, burn)
 
 
 class GpuCollector:
