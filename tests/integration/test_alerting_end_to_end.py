@@ -1,0 +1,161 @@
+"""A budget burns and the page arrives; the budget is raised by a config reload and the page resolves.
+
+Real processes on loopback with random ports: the demo inference server, the exporter, Prometheus with the
+project's rules and Alertmanager with the project's config. The shortened timings (scrape, evaluation and
+alert resend every second, `for` of 1s, group waits of 1s) and the receivers' addresses are produced here
+from the real files; nothing else in them changes.
+"""
+
+import json
+import re
+import shutil
+import signal
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, free_port, wait_until
+from tests.integration.conftest import start_demo_server, start_exporter
+
+
+class Webhook:
+    """Records what Alertmanager posts, by path."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with webhook.lock:
+                    webhook.posts.append((self.path, json.loads(body or b"{}")))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def received(self, path: str) -> list[dict]:
+        with self.lock:
+            return [body for p, body in self.posts if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+def exporter_config(server_url: str, budget: float) -> str:
+    return textwrap.dedent(f"""
+        allocation: {{gpu: {{type: l4, count: 1}}, vcpus: 4, memory_gib: 16}}
+        models:
+          - {{name: chat, version: v1, server: {{preset: vllm, url: "{server_url}"}}}}
+        budgets:
+          - {{name: tiny, amount_usd: {budget}, period: day}}
+        collection: {{interval_seconds: 0.5, cost_window_seconds: 10}}
+    """)
+
+
+def prometheus_config(tmp_path, exporter_address: str, alertmanager_address: str):
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["scrape_configs"] = [{"job_name": "ml-cost-exporter", "static_configs": [{"targets": [exporter_address]}]}]
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager_address]
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for rules in (REPO / "prometheus" / "rules").glob("*.yml"):
+        (rules_dir / rules.name).write_text(re.sub(r"(?m)^(\s+for:) \S+$", r"\1 1s", rules.read_text()))
+    config["rule_files"] = [str(rules_dir / "*.yml")]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def alertmanager_config(tmp_path, webhook_url: str):
+    config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+    config["templates"] = [str(REPO / "alertmanager" / "templates" / "*.tmpl")]
+    for route in [config["route"], *config["route"]["routes"]]:
+        route.update(group_wait="1s", group_interval="1s")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "pagerduty-routing-key").write_text("test-routing-key")
+    (secrets / "slack-webhook-url").write_text(f"{webhook_url}/slack")
+    for receiver in config["receivers"]:
+        for pagerduty in receiver.get("pagerduty_configs", []):
+            pagerduty.update(routing_key_file=str(secrets / "pagerduty-routing-key"), url=f"{webhook_url}/pagerduty")
+        for slack in receiver.get("slack_configs", []):
+            slack["api_url_file"] = str(secrets / "slack-webhook-url")
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"{webhook_url}/watchdog"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+PAGE = re.compile(r"^tiny is spending \$\d+\.\d\d an hour, \d+\.\dx the \$0\.00 an hour its \$0\.00 budget affords; "
+                  r"\$\d+\.\d\d is spent so far this period\.$")
+
+
+def test_a_burning_budget_pages_with_its_dollars_and_resolves_when_the_budget_is_raised(
+        processes, tmp_path, webhook):
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        assert shutil.which(binary), f"{binary} is required (Debian packages prometheus, prometheus-alertmanager)"
+    server_url = start_demo_server(processes, models="chat", rps=20)
+    config = tmp_path / "pricing.yaml"
+    config.write_text(exporter_config(server_url, 0.0001))
+    exporter_url = start_exporter(processes, config, {}, "--no-collector.gpu")
+    exporter = processes._started[-1]
+
+    am_port, prom_port = free_port(), free_port()
+    processes.start("alertmanager", [
+        "prometheus-alertmanager", f"--config.file={alertmanager_config(tmp_path, webhook.url)}",
+        f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+        "--cluster.listen-address="])
+    prometheus_yml = prometheus_config(tmp_path, exporter_url.split("/")[2], f"127.0.0.1:{am_port}")
+    processes.start("prometheus", [
+        "prometheus", f"--config.file={prometheus_yml}",
+        f"--storage.tsdb.path={tmp_path / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+        # Alerts that fire before Prometheus has discovered its Alertmanagers (about 5 s) wait for the next
+        # resend, a minute later by default.
+        "--rules.alert.resend-delay=1s"])
+
+    def burn_fast_pages():
+        return [event for event in webhook.received("/pagerduty") if event.get("event_action") == "trigger"
+                and event["payload"]["summary"].startswith("tiny is spending")]
+
+    pages = wait_until(burn_fast_pages, timeout=90, what="the MLCostBudgetBurnFast page")
+    page = pages[0]
+    assert PAGE.match(page["payload"]["summary"]), page["payload"]["summary"]
+    assert page["routing_key"] == "test-routing-key"
+    assert page["payload"]["severity"] == "critical"
+    assert "README.md#mlcostbudgetburnfast" in page["payload"]["custom_details"]["runbook"]
+    wait_until(lambda: webhook.received("/watchdog"), timeout=30, what="the Watchdog heartbeat")
+
+    config.write_text(exporter_config(server_url, 1_000_000_000))
+    exporter.send_signal(signal.SIGHUP)
+
+    def resolved():
+        return [event for event in webhook.received("/pagerduty")
+                if event.get("event_action") == "resolve" and event.get("dedup_key") == page["dedup_key"]]
+
+    resolution = wait_until(resolved, timeout=90, what="the resolved notification")[0]
+    assert resolution["payload"]["summary"] == "Resolved: MLCostBudgetBurnFast - budget tiny"
+    warnings = webhook.received("/slack")
+    assert all("MLCostBudgetBurnSlow" not in json.dumps(w) for w in warnings)  # inhibited by the critical page
