@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, PURCHASE_OPTIONS, Catalog, embedded_catalog
 from ml_cost_exporter.config.errors import ConfigError
-from ml_cost_exporter.config.located import Located, Section, load_located, suggest
+from ml_cost_exporter.config.located import Located, Section, check_number, load_located, suggest
 from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
 
 PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
@@ -322,8 +322,6 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
 
 
 def _threshold(item: Located) -> float:
-    from ml_cost_exporter.config.located import check_number
-
     return check_number(item, minimum=0, maximum=10, exclusive_minimum=True)
 
 

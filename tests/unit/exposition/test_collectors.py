@@ -56,7 +56,6 @@ def runtime(tmp_path, clock, fake_nvml):
     for _ in range(3):
         rt.tick()
         clock.advance(60)
-    rt.tick_done = True
     yield rt
     rt.close()
 
