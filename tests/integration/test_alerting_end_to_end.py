@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, free_port, wait_until
-from tests.integration.conftest import start_demo_server, start_exporter
+from tests.integration.conftest import start_demo_server, start_exporter, start_prometheus
 
 
 class Webhook:
@@ -73,21 +73,6 @@ def exporter_config(server_url: str, budget: float) -> str:
     """)
 
 
-def prometheus_config(tmp_path, exporter_address: str, alertmanager_address: str):
-    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    config["scrape_configs"] = [{"job_name": "ml-cost-exporter", "static_configs": [{"targets": [exporter_address]}]}]
-    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager_address]
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    for rules in (REPO / "prometheus" / "rules").glob("*.yml"):
-        (rules_dir / rules.name).write_text(re.sub(r"(?m)^(\s+for:) \S+$", r"\1 1s", rules.read_text()))
-    config["rule_files"] = [str(rules_dir / "*.yml")]
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def alertmanager_config(tmp_path, webhook_url: str):
     config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
     config["templates"] = [str(REPO / "alertmanager" / "templates" / "*.tmpl")]
@@ -123,18 +108,12 @@ def test_a_burning_budget_pages_with_its_dollars_and_resolves_when_the_budget_is
     exporter_url = start_exporter(processes, config, {}, "--no-collector.gpu")
     exporter = processes._started[-1]
 
-    am_port, prom_port = free_port(), free_port()
+    am_port = free_port()
     processes.start("alertmanager", [
         "prometheus-alertmanager", f"--config.file={alertmanager_config(tmp_path, webhook.url)}",
         f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
         "--cluster.listen-address="])
-    prometheus_yml = prometheus_config(tmp_path, exporter_url.split("/")[2], f"127.0.0.1:{am_port}")
-    processes.start("prometheus", [
-        "prometheus", f"--config.file={prometheus_yml}",
-        f"--storage.tsdb.path={tmp_path / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-        # Alerts that fire before Prometheus has discovered its Alertmanagers (about 5 s) wait for the next
-        # resend, a minute later by default.
-        "--rules.alert.resend-delay=1s"])
+    start_prometheus(processes, tmp_path, exporter_url, f"127.0.0.1:{am_port}")
 
     def burn_fast_pages():
         return [event for event in webhook.received("/pagerduty") if event.get("event_action") == "trigger"

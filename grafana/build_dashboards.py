@@ -1,0 +1,184 @@
+"""Builds grafana/dashboards/*.json: the one source of the dashboards' panels and queries.
+
+Run `python grafana/build_dashboards.py` after changing a panel; a test fails when the JSON files and this
+script disagree. Queries use the recording rules of prometheus/rules/ where one exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DATASOURCE = {"type": "prometheus", "uid": "mlcost-prometheus"}
+OUT = Path(__file__).parent / "dashboards"
+NS = 'namespace=~"$namespace"'
+MODEL = 'model=~"$model"'
+BUDGET = 'budget=~"$budget"'
+
+
+def variable(name: str, label: str, query: str) -> dict:
+    return {
+        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-variable"}, "definition": query,
+        "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+    }
+
+
+VARIABLES = {
+    "namespace": variable("namespace", "Namespace", "label_values(mlcost_exporter_build_info, namespace)"),
+    "model": variable("model", "Model", f"label_values(mlcost_usd_total{{{NS}}}, model)"),
+    "budget": variable("budget", "Budget", "label_values(mlcost_budget_limit_usd, budget)"),
+}
+
+
+def panel(title: str, description: str, targets: list[tuple[str, str]], kind: str = "timeseries",
+          unit: str = "currencyUSD", width: int = 12, height: int = 8, **options) -> dict:
+    return {
+        "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
+        "gridPos": {"w": width, "h": height},
+        "fieldConfig": {"defaults": {"unit": unit, "decimals": options.pop("decimals", 2)}, "overrides": []},
+        "options": options,
+        "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
+                     "instant": kind in ("stat", "gauge", "bargauge", "table")}
+                    for i, (expr, legend) in enumerate(targets)],
+    }
+
+
+def dashboard(uid: str, title: str, description: str, variables: list[str], panels: list[dict]) -> dict:
+    x = y = row_height = 0
+    for number, item in enumerate(panels, start=1):
+        width, height = item["gridPos"]["w"], item["gridPos"]["h"]
+        if x + width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        item["id"] = number
+        item["gridPos"].update(x=x, y=y)
+        x += width
+        row_height = max(row_height, height)
+    return {
+        "uid": uid, "title": title, "description": description, "tags": ["ml-cost"], "editable": False,
+        "schemaVersion": 39, "version": 1, "refresh": "30s", "timezone": "utc", "graphTooltip": 1,
+        "time": {"from": "now-24h", "to": "now"},
+        "links": [{"title": "ML cost", "type": "dashboards", "tags": ["ml-cost"], "asDropdown": True}],
+        "templating": {"list": [VARIABLES[v] for v in variables]},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def overview() -> dict:
+    forecast = (f"budget:mlcost_budget_spend_usd:period_to_date{{{BUDGET}}}"
+                f" / on (budget) (time() - budget:mlcost_budget_period_start_timestamp_seconds:max)"
+                f" * on (budget) (budget:mlcost_budget_period_end_timestamp_seconds:max"
+                f" - budget:mlcost_budget_period_start_timestamp_seconds:max)")
+    return dashboard("mlcost-overview", "ML cost / Overview",
+                     "What every model costs, budgets against their limits, and the cost alerts firing.",
+                     ["namespace", "model", "budget"], [
+        panel("Spend this period against budget",
+              "Period-to-date spend of each budget over all pods (including pods gone away), beside its limit.",
+              [(f"budget:mlcost_budget_spend_usd:period_to_date{{{BUDGET}}}", "{{budget}} spent"),
+               (f"budget:mlcost_budget_limit_usd:max{{{BUDGET}}}", "{{budget}} limit")],
+              kind="bargauge", width=8, displayMode="gradient", orientation="horizontal"),
+        panel("Budget used", "Period-to-date spend as a share of the limit; red from 100 %.",
+              [(f"budget:mlcost_budget_spend:ratio_period_to_date{{{BUDGET}}}", "{{budget}}")],
+              kind="gauge", unit="percentunit", width=8, decimals=0),
+        panel("Forecast at period end", "Linear forecast: spend so far / time elapsed x period length, beside "
+              "the limit. Early in a period it swings with every spike.",
+              [(forecast, "{{budget}} forecast"),
+               (f"budget:mlcost_budget_limit_usd:max{{{BUDGET}}}", "{{budget}} limit")],
+              kind="bargauge", width=8, displayMode="gradient", orientation="horizontal"),
+        panel("Burn rate", "Spend rate over what the budget affords (1 = on track). The fast alert pages at 14.4x "
+              "over 1h and 5m.",
+              [(f"budget:mlcost_budget_burn:ratio_rate1h{{{BUDGET}}}", "{{budget}} 1h"),
+               (f"budget:mlcost_budget_burn:ratio_rate5m{{{BUDGET}}}", "{{budget}} 5m")], unit="x", width=12),
+        panel("Cost per 1,000 requests against target", "Cost per 1,000 successful requests over all pods of a "
+              "model version (5m), and its target where one is set. Empty without traffic.",
+              [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{model}} {{version}}"),
+               (f"max by (model, version) (mlcost_target_cost_per_1k_usd{{{NS},{MODEL}}})",
+                "{{model}} {{version}} target")], width=12, decimals=4),
+        panel("Cost by resource", "Hourly cost rate split by resource: gpu, cpu, memory, energy (on-prem), fixed.",
+              [(f"sum by (resource) (rate(mlcost_usd_total{{{NS},{MODEL}}}[5m])) * 3600", "{{resource}}")],
+              unit="currencyUSD", width=12, stacking={"mode": "normal"}),
+        panel("Idle GPU cost, per month", "GPU cost spent while the GPU was idle, at the last hour's pace, "
+              "projected over a month (730 h).",
+              [(f"sum by (model) (rate(mlcost_idle_usd_total{{{NS},{MODEL},resource=\"gpu\"}}[1h])) * 3600 * 730",
+                "{{model}}")], width=12),
+        panel("Most expensive models", "The ten models costing most per hour right now.",
+              [(f"topk(10, sum by (model, version) (mlcost_hourly_usd{{{NS}}}))", "{{model}} {{version}}")],
+              kind="bargauge", width=12, displayMode="basic", orientation="horizontal"),
+        panel("Cost alerts firing", "MLCost alerts pending or firing now, with what they are about.",
+              [('ALERTS{alertname=~"MLCost.*"}', "{{alertname}} {{budget}}{{model}}")], kind="table", unit="none",
+              width=12, decimals=0),
+    ])
+
+
+def model() -> dict:
+    return dashboard("mlcost-model", "ML cost / Model", "One model in detail: cost per request and per token, "
+                     "traffic, GPU use beside cost, idle share, and version against version.",
+                     ["namespace", "model"], [
+        panel("Cost per 1,000 requests", "By model version, over all its pods (5m).",
+              [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{model}} {{version}}")],
+              decimals=4),
+        panel("Cost per 1,000 tokens", "Cost over prompt plus generated tokens (5m).",
+              [(f"sum by (model, version) (rate(mlcost_usd_total{{{NS},{MODEL}}}[5m])) / on (model, version) "
+                f"(sum by (model, version) (rate(mlcost_tokens_total{{{NS},{MODEL}}}[5m])) > 0) * 1000",
+                "{{model}} {{version}}")], decimals=4),
+        panel("Requests per second", "Successful requests, from the inference server's own counters.",
+              [(f"sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[5m]))", "{{model}} {{version}}")],
+              unit="reqps"),
+        panel("GPU utilization beside GPU cost", "GPU busy fraction of the pods serving the model (left) and the "
+              "model's GPU cost per hour (right).",
+              [(f"avg by (instance) (mlcost_gpu_utilization_ratio{{{NS}}}) and on (instance) "
+                f"sum by (instance) (mlcost_hourly_usd{{{NS},{MODEL}}})", "{{instance}} utilization"),
+               (f"sum by (model) (mlcost_hourly_usd{{{NS},{MODEL},resource=\"gpu\"}})", "{{model}} GPU $/h")],
+              unit="percentunit"),
+        panel("Idle share of GPU cost", "Share of the GPU cost spent while the GPU was idle, over 6 hours.",
+              [(f"model:mlcost_gpu_idle:ratio_rate6h{{{MODEL}}}", "{{model}}")], unit="percentunit"),
+        panel("Version against version", "Cost per 1,000 requests, requests per second and cost per hour of "
+              "each version now: a new version's cost beside the old one.",
+              [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{version}} $/1k"),
+               (f"sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[5m]))", "{{version}} req/s"),
+               (f"sum by (model, version) (mlcost_hourly_usd{{{NS},{MODEL}}})", "{{version}} $/h")],
+              kind="table", decimals=4),
+    ])
+
+
+def exporter_health() -> dict:
+    return dashboard("mlcost-exporter", "ML cost / Exporter health", "Whether the cost figures can be trusted: "
+                     "collectors, sources, config reloads and dropped series.", ["namespace"], [
+        panel("Exporters up", "Targets serving ml-cost-exporter metrics that answer scrapes.",
+              [(f"up and on (job, instance) mlcost_exporter_build_info{{{NS}}}", "{{instance}}")],
+              kind="stat", unit="none", width=6, decimals=0),
+        panel("Collector success", "1 when the collector's last run succeeded.",
+              [(f"mlcost_exporter_collector_success{{{NS}}}", "{{instance}} {{collector}}")],
+              unit="none", width=9, decimals=0),
+        panel("Collector duration", "How long each collector's last run took.",
+              [(f"mlcost_exporter_collector_duration_seconds{{{NS}}}", "{{instance}} {{collector}}")],
+              unit="s", width=9, decimals=3),
+        panel("Sources up", "NVML, the process table and each inference server's /metrics.",
+              [(f"mlcost_exporter_source_up{{{NS}}}", "{{instance}} {{source}}")], unit="none", width=8, decimals=0),
+        panel("Config reloads", "1 after a good config load, 0 while a rejected config is ignored; and how long "
+              "ago the last good load was.",
+              [(f"mlcost_exporter_config_last_reload_successful{{{NS}}}", "{{instance}} last reload ok"),
+               (f"time() - mlcost_exporter_config_last_reload_success_timestamp_seconds{{{NS}}}",
+                "{{instance}} seconds since good load")], unit="none", width=8),
+        panel("Dropped and invalid samples", "Series over the per-source cap and malformed samples, per second.",
+              [(f"rate(mlcost_exporter_dropped_series_total{{{NS}}}[5m])", "{{instance}} dropped"),
+               (f"rate(mlcost_exporter_invalid_samples_total{{{NS}}}[5m])", "{{instance}} invalid")],
+              unit="none", width=8, decimals=3),
+    ])
+
+
+DASHBOARDS = {"ml-cost-overview.json": overview, "ml-cost-model.json": model,
+              "ml-cost-exporter-health.json": exporter_health}
+
+
+def render() -> dict[str, str]:
+    return {name: json.dumps(build(), indent=2, sort_keys=True) + "\n" for name, build in DASHBOARDS.items()}
+
+
+if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+        print(f"wrote {OUT / name}")

@@ -1,0 +1,120 @@
+"""The Grafana dashboards: what provisioning loads, and every panel query answered by real Prometheus."""
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import A100, GIB, REPO, wait_until
+from tests.integration.conftest import start_demo_server, start_exporter, start_prometheus
+
+GRAFANA = REPO / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+VARIABLES = {"namespace": ".*", "model": "chat", "budget": "demo"}
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def datasource_uid() -> str:
+    provisioning = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (datasource,) = provisioning["datasources"]
+    assert datasource["type"] == "prometheus"
+    return datasource["uid"]
+
+
+def test_dashboards_are_what_the_generator_writes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rendered = module.render()
+    assert sorted(rendered) == [p.name for p in DASHBOARDS]
+    for path in DASHBOARDS:
+        assert path.read_text() == rendered[path.name], f"{path.name} drifted: run python grafana/build_dashboards.py"
+
+
+def test_dashboards_have_the_structure_provisioning_loads():
+    uid = datasource_uid()
+    uids = [load(p)["uid"] for p in DASHBOARDS]
+    assert len(set(uids)) == len(uids)
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "mlcost.yml").read_text())
+    assert provider["providers"][0]["type"] == "file"
+    for path in DASHBOARDS:
+        board = load(path)
+        assert isinstance(board["schemaVersion"], int) and board["schemaVersion"] >= 36
+        assert board["title"] and board["panels"]
+        ids = [p["id"] for p in board["panels"]]
+        assert len(set(ids)) == len(ids)
+        for variable in board["templating"]["list"]:
+            assert variable["datasource"]["uid"] == uid
+        for panel in board["panels"]:
+            assert panel["description"], f"{path.name}: {panel['title']} has no description"
+            assert panel["datasource"]["uid"] == uid
+            assert set(panel["gridPos"]) == {"x", "y", "w", "h"} and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            assert panel["targets"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == uid and target["expr"] and target["refId"]
+
+
+def test_every_alert_dashboard_link_opens_a_provisioned_dashboard():
+    uids = {load(p)["uid"] for p in DASHBOARDS}
+    linked = set()
+    for rules in (REPO / "prometheus" / "rules").glob("*.yml"):
+        linked.update(re.findall(r"/d/([a-z0-9-]+)/", rules.read_text()))
+    assert linked and linked <= uids
+
+
+def substitute(expr: str) -> str:
+    return re.sub(r"\$(\w+)", lambda m: VARIABLES[m.group(1)], expr)
+
+
+PANEL_QUERIES = [(path.name, panel["title"], target["expr"])
+                 for path in DASHBOARDS for panel in load(path)["panels"] for target in panel["targets"]]
+
+
+@pytest.fixture(scope="module")
+def live_prometheus(tmp_path_factory, fake_nvml_library):
+    """The demo server, the exporter (one fake GPU) and Prometheus with the project's rules, for all panels."""
+    from tests.integration.conftest import Processes
+
+    tmp_path = tmp_path_factory.mktemp("dashboards")
+    processes = Processes(tmp_path)
+    try:
+        server_url = start_demo_server(processes, models="chat,embed", rps=30)
+        state = tmp_path / "nvml.txt"
+        state.write_text(f"init 0\ngpu 0 35 {20 * GIB} {80 * GIB} 210000 0 0 GPU-dash {A100}\n")
+        config = tmp_path / "pricing.yaml"
+        config.write_text(textwrap.dedent(f"""
+            allocation: {{gpu: {{type: a100-80gb}}, vcpus: 8, memory_gib: 64}}
+            models:
+              - {{name: chat, version: v1, server: {{preset: vllm, url: "{server_url}"}}, target_cost_per_1k_usd: 0.01}}
+              - {{name: embed, version: v1, server: {{preset: vllm, url: "{server_url}"}}}}
+            budgets: [{{name: demo, amount_usd: 0.001, period: day}}]
+            collection: {{interval_seconds: 0.5, cost_window_seconds: 10}}
+        """))
+        env = {"LD_LIBRARY_PATH": str(fake_nvml_library), "FAKE_NVML_STATE": str(state)}
+        exporter_url = start_exporter(processes, config, env)
+        prometheus = start_prometheus(processes, tmp_path, exporter_url)
+        yield prometheus
+    finally:
+        processes.stop_all()
+
+
+def query(prometheus: str, expr: str) -> list:
+    reply = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert reply["status"] == "success", reply
+    return reply["data"]["result"]
+
+
+@pytest.mark.parametrize(("dashboard", "title", "expr"), PANEL_QUERIES,
+                         ids=[f"{d}:{t}:{i}" for i, (d, t, _) in enumerate(PANEL_QUERIES)])
+def test_every_panel_query_returns_data_from_the_live_stack(live_prometheus, dashboard, title, expr):
+    expr = substitute(expr)
+    wait_until(lambda: query(live_prometheus, expr), timeout=60, what=f"data for {dashboard} / {title}: {expr}")
