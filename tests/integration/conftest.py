@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
-from tests.conftest import REPO, free_port, wait_until
+from ml_cost_exporter.demo.stackconfig import prometheus_config
+from tests.conftest import free_port, wait_until
 
 
 class Processes:
@@ -66,26 +65,8 @@ def start_exporter(processes: Processes, config: Path, env: dict | None = None, 
 
 def start_prometheus(processes: Processes, tmp_path: Path, exporter_url: str, alertmanager: str | None = None,
                      port: int | None = None) -> str:
-    """Real Prometheus with the project's config and rules, its timings shortened to one second.
-
-    Only scrape and evaluation intervals, `for` durations, the alert resend delay and the addresses differ
-    from the files in prometheus/, and they are derived from those files here.
-    """
-    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    target = exporter_url.split("/")[2]
-    config["scrape_configs"] = [{"job_name": "ml-cost-exporter", "static_configs": [{"targets": [target]}]}]
-    if alertmanager:
-        config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
-    else:
-        del config["alerting"]
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    for rules in (REPO / "prometheus" / "rules").glob("*.yml"):
-        (rules_dir / rules.name).write_text(re.sub(r"(?m)^(\s+for:) \S+$", r"\1 1s", rules.read_text()))
-    config["rule_files"] = [str(rules_dir / "*.yml")]
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
+    """Real Prometheus with the project's config and rules, scraping and evaluating every second, `for: 1s`."""
+    path = prometheus_config(tmp_path, exporter_url.split("/")[2], alertmanager)
     port = port or free_port()
     processes.start("prometheus", [
         "prometheus", f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'prom-data'}",

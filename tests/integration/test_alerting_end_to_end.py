@@ -15,9 +15,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, free_port, wait_until
+from ml_cost_exporter.demo.stackconfig import alertmanager_config
+from tests.conftest import free_port, wait_until
 from tests.integration.conftest import start_demo_server, start_exporter, start_prometheus
 
 
@@ -73,27 +73,6 @@ def exporter_config(server_url: str, budget: float) -> str:
     """)
 
 
-def alertmanager_config(tmp_path, webhook_url: str):
-    config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
-    config["templates"] = [str(REPO / "alertmanager" / "templates" / "*.tmpl")]
-    for route in [config["route"], *config["route"]["routes"]]:
-        route.update(group_wait="1s", group_interval="1s")
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "pagerduty-routing-key").write_text("test-routing-key")
-    (secrets / "slack-webhook-url").write_text(f"{webhook_url}/slack")
-    for receiver in config["receivers"]:
-        for pagerduty in receiver.get("pagerduty_configs", []):
-            pagerduty.update(routing_key_file=str(secrets / "pagerduty-routing-key"), url=f"{webhook_url}/pagerduty")
-        for slack in receiver.get("slack_configs", []):
-            slack["api_url_file"] = str(secrets / "slack-webhook-url")
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"{webhook_url}/watchdog"
-    path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
-
-
 PAGE = re.compile(r"^tiny is spending \$\d+\.\d\d an hour, \d+\.\dx the \$0\.00 an hour its \$0\.00 budget affords; "
                   r"\$\d+\.\d\d is spent so far this period\.$")
 
@@ -110,7 +89,7 @@ def test_a_burning_budget_pages_with_its_dollars_and_resolves_when_the_budget_is
 
     am_port = free_port()
     processes.start("alertmanager", [
-        "prometheus-alertmanager", f"--config.file={alertmanager_config(tmp_path, webhook.url)}",
+        "prometheus-alertmanager", f"--config.file={alertmanager_config(tmp_path, webhook.url, group_wait='1s')}",
         f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
         "--cluster.listen-address="])
     start_prometheus(processes, tmp_path, exporter_url, f"127.0.0.1:{am_port}")
@@ -122,7 +101,7 @@ def test_a_burning_budget_pages_with_its_dollars_and_resolves_when_the_budget_is
     pages = wait_until(burn_fast_pages, timeout=90, what="the MLCostBudgetBurnFast page")
     page = pages[0]
     assert PAGE.match(page["payload"]["summary"]), page["payload"]["summary"]
-    assert page["routing_key"] == "test-routing-key"
+    assert page["routing_key"] == "local-routing-key"  # read from the secret file, never from the config
     assert page["payload"]["severity"] == "critical"
     assert "README.md#mlcostbudgetburnfast" in page["payload"]["custom_details"]["runbook"]
     wait_until(lambda: webhook.received("/watchdog"), timeout=30, what="the Watchdog heartbeat")

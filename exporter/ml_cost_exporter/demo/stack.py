@@ -1,20 +1,27 @@
-"""The quick start: the demo inference server under load and the exporter pricing it.
+"""The quick start: a demo inference server under load, the exporter pricing it, Prometheus with the
+project's rules, Alertmanager with the project's config and a webhook sink that prints the pages.
 
-Prints the URLs, then every few seconds one line: requests/s, $ per 1k per
-model, spend against the budget. Ctrl-C stops every process it started.
+Prints the URLs, then every few seconds one line: requests/s, $ per 1k per model, spend against the budget,
+alerts firing. Ctrl-C stops every process it started. Prometheus and Alertmanager run with the production
+rule timings; the demo budget is small enough for a page to arrive within a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from ml_cost_exporter.demo.stackconfig import REPO, alertmanager_config, prometheus_config
+from ml_cost_exporter.demo.webhook_sink import start_sink
 
 
 def _scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -25,13 +32,23 @@ def _scrape(url: str) -> dict[tuple[str, tuple], float]:
     return samples
 
 
-def _status_line(samples: dict, previous: dict | None, seconds: float) -> str:
+def _firing(prometheus: str | None) -> list[str]:
+    if prometheus is None:
+        return []
+    try:
+        alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=2).json()["data"]["alerts"]
+    except (requests.RequestException, ValueError, KeyError):
+        return []
+    return sorted({a["labels"]["alertname"] for a in alerts
+                   if a["state"] == "firing" and a["labels"]["alertname"] != "Watchdog"})
+
+
+def status_line(samples: dict, previous: dict | None, seconds: float, firing: list[str]) -> str:
     parts = []
-    requests_now = {dict(k[1])["model"]: v for k, v in samples.items() if k[0] == "mlcost_requests_total"}
+    requests_now = sum(v for k, v in samples.items() if k[0] == "mlcost_requests_total")
     if previous:
-        before = {dict(k[1])["model"]: v for k, v in previous.items() if k[0] == "mlcost_requests_total"}
-        rate = sum(requests_now.values()) - sum(before.values())
-        parts.append(f"{rate / seconds:6.1f} req/s")
+        requests_before = sum(v for k, v in previous.items() if k[0] == "mlcost_requests_total")
+        parts.append(f"{(requests_now - requests_before) / seconds:6.1f} req/s")
     for (name, labels), value in sorted(samples.items()):
         if name == "inference_cost_per_1k_usd":
             parts.append(f"{dict(labels)['model']} ${value:.4f}/1k")
@@ -39,37 +56,65 @@ def _status_line(samples: dict, previous: dict | None, seconds: float) -> str:
     limit = sum(v for (n, _), v in samples.items() if n == "mlcost_budget_limit_usd")
     burn = sum(v for (n, _), v in samples.items() if n == "mlcost_budget_burn_rate")
     if limit:
-        parts.append(f"budget ${spend:.4f} of ${limit:.2f} today (burn {burn:.1f}x)")
-    return " | ".join(parts) or "waiting for the first samples"
+        parts.append(f"budget ${spend:.4f} of ${limit:.2f} today (burn {burn:.0f}x)")
+    parts.append(f"alerts firing: {', '.join(firing) if firing else 'none'}")
+    return " | ".join(parts)
 
 
-def _wait_ready(url: str, process: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args[2]} exited with status {process.returncode}")
-        try:
-            if requests.get(url, timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        process.name = name
+        self.started.append(process)
+        return process
+
+    def wait_ready(self, url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"{process.name} exited with status {process.returncode}; "
+                                 f"see {self.workdir / (process.name + '.log')}")
+            try:
+                if requests.get(url, timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"{process.name} did not come up at {url}")
+
+    def stop(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-cost-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--exporter-port", type=int, default=9945)
     parser.add_argument("--server-port", type=int, default=18000)
+    parser.add_argument("--prometheus-port", type=int, default=9090)
+    parser.add_argument("--alertmanager-port", type=int, default=9093)
+    parser.add_argument("--sink-port", type=int, default=9095)
     parser.add_argument("--load-rps", type=float, default=25.0)
     parser.add_argument("--every", type=float, default=5.0, help="Seconds between status lines.")
     parser.add_argument("--duration", type=float, default=0.0, help="Stop after this many seconds (0: run on).")
     args = parser.parse_args(argv)
-    config = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"  # the checkout's copy
-    text = config.read_text().replace("127.0.0.1:18000", f"127.0.0.1:{args.server_port}")
-    runtime_config = Path("/tmp") / f"ml-cost-demo-{args.exporter_port}.yaml"
-    runtime_config.write_text(text)
 
-    started: list[subprocess.Popen] = []
+    workdir = Path(tempfile.mkdtemp(prefix="ml-cost-demo-"))
+    config = workdir / "pricing.yaml"
+    config.write_text((REPO / "exporter" / "examples" / "demo.yaml").read_text()
+                      .replace("127.0.0.1:18000", f"127.0.0.1:{args.server_port}"))
+    stack = Stack(workdir)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -78,20 +123,42 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    sink = start_sink(("127.0.0.1", args.sink_port), emit=lambda line: print(f"  >> {line}", flush=True))
     try:
-        server = subprocess.Popen([sys.executable, "-m", "ml_cost_exporter.demo.server", "--listen-address",
-                                   f"127.0.0.1:{args.server_port}", "--models", "chat,embed",
-                                   "--load-rps", str(args.load_rps)])
-        started.append(server)
-        _wait_ready(f"http://127.0.0.1:{args.server_port}/health", server, time.monotonic() + 30)
-        exporter = subprocess.Popen([sys.executable, "-m", "ml_cost_exporter", "--config.file", str(runtime_config),
-                                     "--web.listen-address", f"127.0.0.1:{args.exporter_port}"])
-        started.append(exporter)
+        server = stack.start("demo-server", [sys.executable, "-m", "ml_cost_exporter.demo.server", "--listen-address",
+                                             f"127.0.0.1:{args.server_port}", "--models", "chat,embed",
+                                             "--load-rps", str(args.load_rps)])
+        stack.wait_ready(f"http://127.0.0.1:{args.server_port}/health", server)
+        exporter = stack.start("exporter", [sys.executable, "-m", "ml_cost_exporter", "--config.file", str(config),
+                                            "--web.listen-address", f"127.0.0.1:{args.exporter_port}"])
         metrics = f"http://127.0.0.1:{args.exporter_port}/metrics"
-        _wait_ready(metrics, exporter, time.monotonic() + 30)
-        print(f"demo inference server: http://127.0.0.1:{args.server_port}/metrics", flush=True)
-        print(f"ml-cost-exporter:      {metrics}   (config {runtime_config})", flush=True)
-        print("Ctrl-C stops everything.", flush=True)
+        stack.wait_ready(metrics, exporter)
+        prometheus = None
+        urls = [("demo inference server", f"http://127.0.0.1:{args.server_port}/metrics"),
+                ("ml-cost-exporter", metrics)]
+        if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
+            alertmanager = f"127.0.0.1:{args.alertmanager_port}"
+            am = stack.start("alertmanager", [
+                "prometheus-alertmanager",
+                f"--config.file={alertmanager_config(workdir, f'http://127.0.0.1:{args.sink_port}')}",
+                f"--storage.path={workdir / 'alertmanager-data'}", f"--web.listen-address={alertmanager}",
+                "--cluster.listen-address="])
+            stack.wait_ready(f"http://{alertmanager}/-/ready", am)
+            prom_config = prometheus_config(workdir, f"127.0.0.1:{args.exporter_port}", alertmanager,
+                                            interval="5s", alert_for=None)
+            prom = stack.start("prometheus", [
+                "prometheus", f"--config.file={prom_config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{args.prometheus_port}"])
+            prometheus = f"http://127.0.0.1:{args.prometheus_port}"
+            stack.wait_ready(f"{prometheus}/-/ready", prom)
+            urls += [("Prometheus", prometheus + "/graph?g0.expr=inference_cost_per_1k_usd"),
+                     ("Alertmanager", f"http://{alertmanager}"),
+                     ("webhook sink (prints pages here)", f"http://127.0.0.1:{args.sink_port}")]
+        else:
+            print("prometheus and prometheus-alertmanager are not installed: running without alerting", flush=True)
+        for name, url in urls:
+            print(f"{name + ':':34s} {url}", flush=True)
+        print(f"logs and generated configs: {workdir}. Ctrl-C stops everything.", flush=True)
         previous, last = None, time.monotonic()
         ends = time.monotonic() + args.duration if args.duration else None
         while not stopping and (ends is None or time.monotonic() < ends):
@@ -104,17 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"exporter unreachable: {exc}", flush=True)
                 continue
             now = time.monotonic()
-            print(time.strftime("%H:%M:%S"), _status_line(samples, previous, now - last), flush=True)
+            print(time.strftime("%H:%M:%S"), status_line(samples, previous, now - last, _firing(prometheus)),
+                  flush=True)
             previous, last = samples, now
     finally:
-        for process in reversed(started):
-            if process.poll() is None:
-                process.terminate()
-        for process in started:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stack.stop()
+        sink.shutdown()
+        sink.server_close()
     return 0
 
 
