@@ -129,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                                              f"127.0.0.1:{args.server_port}", "--models", "chat,embed",
                                              "--load-rps", str(args.load_rps)])
         stack.wait_ready(f"http://127.0.0.1:{args.server_port}/health", server)
+        # The demo prices its GPU from the config; without a GPU here the gpu collector would only report failure.
         exporter = stack.start("exporter", [sys.executable, "-m", "ml_cost_exporter", "--config.file", str(config),
-                                            "--web.listen-address", f"127.0.0.1:{args.exporter_port}"])
+                                            "--web.listen-address", f"127.0.0.1:{args.exporter_port}",
+                                            "--no-collector.gpu"])
         metrics = f"http://127.0.0.1:{args.exporter_port}/metrics"
         stack.wait_ready(metrics, exporter)
         prometheus = None

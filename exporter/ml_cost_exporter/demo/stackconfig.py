@@ -41,14 +41,15 @@ def prometheus_config(directory: Path, exporter: str, alertmanager: str | None, 
     return path
 
 
-def alertmanager_config(directory: Path, sink_url: str, group_wait: str | None = None) -> Path:
+def alertmanager_config(directory: Path, sink_url: str, group_wait: str | None = None, repo: Path = REPO,
+                        templates: str | None = None) -> Path:
     """Write the project's Alertmanager config with every receiver posting to `sink_url`; return its path.
 
     Pages go to `{sink_url}/pagerduty`, chat to `{sink_url}/slack`, the Watchdog to `{sink_url}/watchdog`.
     `group_wait` (and group_interval) replace every route's, for tests; None keeps the production values.
     """
-    config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
-    config["templates"] = [str(REPO / "alertmanager" / "templates" / "*.tmpl")]
+    config = yaml.safe_load((repo / "alertmanager" / "alertmanager.yml").read_text())
+    config["templates"] = [templates or str(repo / "alertmanager" / "templates" / "*.tmpl")]
     if group_wait is not None:
         for route in [config["route"], *config["route"]["routes"]]:
             route.update(group_wait=group_wait, group_interval=group_wait)
@@ -66,3 +67,22 @@ def alertmanager_config(directory: Path, sink_url: str, group_wait: str | None =
     path = directory / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the demo Alertmanager config; docker-compose runs this before Alertmanager starts."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ml_cost_exporter.demo.stackconfig", description=main.__doc__)
+    parser.add_argument("--repo", type=Path, default=REPO, help="Directory holding alertmanager/.")
+    parser.add_argument("--out", type=Path, required=True, help="Directory to write alertmanager.yml into.")
+    parser.add_argument("--sink", required=True, help="Base URL of the webhook sink.")
+    parser.add_argument("--templates", help="Template glob as Alertmanager will see it.")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(alertmanager_config(args.out, args.sink, repo=args.repo, templates=args.templates))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

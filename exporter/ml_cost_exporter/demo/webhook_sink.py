@@ -43,3 +43,25 @@ def start_sink(address: tuple[str, int], emit: Callable[[str], None] = print) ->
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m ml_cost_exporter.demo.webhook_sink", description=__doc__)
+    parser.add_argument("--listen-address", default="127.0.0.1:9095")
+    args = parser.parse_args(argv)
+    host, _, port = args.listen_address.rpartition(":")
+    server = start_sink((host or "0.0.0.0", int(port)), emit=lambda line: print(line, flush=True))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"webhook sink listening on {args.listen_address}", flush=True)
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

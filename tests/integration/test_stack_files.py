@@ -1,0 +1,92 @@
+"""docker-compose.yml and the exporter's Dockerfile, checked statically (no Docker engine is needed)."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+from tests.conftest import FIXTURES, REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_compose_file_validates_against_the_compose_specification_schema():
+    schema = json.loads((FIXTURES / "compose" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft201909Validator(schema)  # the schema declares draft 2019-09
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(COMPOSE)]
+    assert not errors, errors
+    broken = dict(COMPOSE, services={"x": {"image": "a", "restart": ["not", "a", "string"]}})
+    assert list(validator.iter_errors(broken)), "the schema must reject a malformed file"
+
+
+def test_every_bind_mount_and_build_context_exists():
+    for name, service in SERVICES.items():
+        if isinstance(service.get("build"), str):
+            assert (REPO / service["build"] / "Dockerfile").is_file(), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in COMPOSE.get("volumes", {}), f"{name}: named volume {source} is not declared"
+
+
+def test_every_image_is_pinned_or_built_here():
+    built = {s["image"] for s in SERVICES.values() if "build" in s}
+    for name, service in SERVICES.items():
+        image = service["image"]
+        assert image in built or re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: {image} is not pinned"
+
+
+def service_ports(name: str) -> set[int]:
+    service = SERVICES[name]
+    ports = {int(str(p).split(":")[-1]) for p in service.get("ports", [])}
+    ports |= {int(p) for p in service.get("expose", [])}
+    return ports
+
+
+def test_scrape_targets_alertmanagers_and_datasources_name_services_and_ports_of_the_file():
+    prometheus = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    targets += [t for am in prometheus["alerting"]["alertmanagers"] for c in am["static_configs"] for t in c["targets"]]
+    datasources = yaml.safe_load((REPO / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    targets += [ds["url"].split("//")[1] for ds in datasources["datasources"]]
+    assert len(targets) >= 4
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        assert host in SERVICES, f"{target}: no service {host}"
+        assert int(port) in service_ports(host), f"{target}: {host} does not expose {port}"
+
+
+def test_alertmanager_config_service_writes_a_config_amtool_accepts(tmp_path):
+    command = SERVICES["alertmanager-config"]["command"]
+    sink = command[command.index("--sink") + 1]
+    result = subprocess.run([sys.executable, "-m", "ml_cost_exporter.demo.stackconfig", "--repo", str(REPO),
+                             "--out", str(tmp_path), "--sink", sink], capture_output=True, text=True, check=True)
+    generated = tmp_path / "alertmanager.yml"
+    assert result.stdout.strip() == str(generated)
+    config = yaml.safe_load(generated.read_text())
+    pager = next(r for r in config["receivers"] if r["name"] == "pager")
+    assert pager["pagerduty_configs"][0]["url"] == f"{sink}/pagerduty"
+    check = subprocess.run([shutil.which("amtool"), "check-config", str(generated)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_dockerfile_builds_small_non_root_read_only_friendly_images():
+    text = (REPO / "exporter" / "Dockerfile").read_text()
+    stages = re.split(r"(?m)^FROM ", text)[1:]
+    assert len(stages) == 2, "a build stage and a final stage"
+    base = re.search(r"(?m)^ARG PYTHON_IMAGE=(\S+)$", text).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), f"{base} is not a pinned slim image"
+    final = stages[-1]
+    assert re.search(r"(?m)^USER 65532:65532$", final)
+    assert "HEALTHCHECK" in final and "/healthz" in final
+    assert "PYTHONDONTWRITEBYTECODE=1" in final
+    assert not re.search(r"apt-get|apk add|gcc|build-essential", final), "no build tools in the final image"
+    assert re.search(r'(?m)^ENTRYPOINT \["ml-cost-exporter"\]$', final)
+    assert "EXPOSE 9945" in final
