@@ -33,11 +33,14 @@ VARIABLES = {
 
 
 def panel(title: str, description: str, targets: list[tuple[str, str]], kind: str = "timeseries",
-          unit: str = "currencyUSD", width: int = 12, height: int = 8, **options) -> dict:
+          unit: str = "currencyUSD", width: int = 12, height: int = 8, stacked: bool = False, **options) -> dict:
+    defaults = {"unit": unit, "decimals": options.pop("decimals", 2)}
+    if stacked:
+        defaults["custom"] = {"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40}
     return {
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
         "gridPos": {"w": width, "h": height},
-        "fieldConfig": {"defaults": {"unit": unit, "decimals": options.pop("decimals", 2)}, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": options,
         "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
                      "instant": kind in ("stat", "gauge", "bargauge", "table")}
@@ -90,7 +93,7 @@ def overview() -> dict:
         panel("Burn rate", "Spend rate over what the budget affords (1 = on track). The fast alert pages at 14.4x "
               "over 1h and 5m.",
               [(f"budget:mlcost_budget_burn:ratio_rate1h{{{BUDGET}}}", "{{budget}} 1h"),
-               (f"budget:mlcost_budget_burn:ratio_rate5m{{{BUDGET}}}", "{{budget}} 5m")], unit="x", width=12),
+               (f"budget:mlcost_budget_burn:ratio_rate5m{{{BUDGET}}}", "{{budget}} 5m")], unit="suffix:x", width=12),
         panel("Cost per 1,000 requests against target", "Cost per 1,000 successful requests over all pods of a "
               "model version (5m), and its target where one is set. Empty without traffic.",
               [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{model}} {{version}}"),
@@ -98,7 +101,7 @@ def overview() -> dict:
                 "{{model}} {{version}} target")], width=12, decimals=4),
         panel("Cost by resource", "Hourly cost rate split by resource: gpu, cpu, memory, energy (on-prem), fixed.",
               [(f"sum by (resource) (rate(mlcost_usd_total{{{NS},{MODEL}}}[5m])) * 3600", "{{resource}}")],
-              unit="currencyUSD", width=12, stacking={"mode": "normal"}),
+              unit="currencyUSD", width=12, stacked=True),
         panel("Idle GPU cost, per month", "GPU cost spent while the GPU was idle, at the last hour's pace, "
               "projected over a month (730 h).",
               [(f"sum by (model) (rate(mlcost_idle_usd_total{{{NS},{MODEL},resource=\"gpu\"}}[1h])) * 3600 * 730",
