@@ -1,8 +1,8 @@
 import re
 import subprocess
 import sys
+import uuid
 
-import psutil
 import pytest
 
 from ml_cost_exporter.config.schema import ProcessSelection
@@ -35,13 +35,18 @@ def test_cpu_time_of_selected_processes_accrues_from_a_baseline(busy_child):
     assert total < 2.0
 
 
-def test_selection_by_name_and_the_exporter_never_counts_itself(busy_child):
+def test_selection_by_name_and_the_exporter_never_counts_itself():
     by_name = ProcessSource(ProcessSelection(("no-such-process-name",), ())).sample()
     assert by_name.ok and by_name.count == 0
-    own_cmdline = " ".join(psutil.Process().cmdline())
-    child_or_self = ProcessSelection((), (re.compile(f"mlcost-test-marker|^{re.escape(own_cmdline)}$"),))
-    assert ProcessSource(child_or_self).sample().count == 1  # the child; the exporter excludes itself
-    assert ProcessSource(child_or_self, exclude_pid=-1).sample().count == 2
+    # A process with a unique marker in its argv selects itself: the source excludes its own process.
+    marker = f"mlcost-self-{uuid.uuid4().hex}"
+    code = ("import re, sys\n"
+            "from ml_cost_exporter.config.schema import ProcessSelection\n"
+            "from ml_cost_exporter.sources.processes import ProcessSource\n"
+            "selection = ProcessSelection((), (re.compile(sys.argv[1]),))\n"
+            "print(ProcessSource(selection).sample().count, ProcessSource(selection, exclude_pid=-1).sample().count)")
+    result = subprocess.run([sys.executable, "-c", code, marker], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["0", "1"]
 
 
 def test_an_exited_process_never_makes_the_counter_go_down(busy_child):
