@@ -63,14 +63,20 @@ class Provider:
 
 
 @dataclass(frozen=True)
-class OnPremDefaults:
-    source: str
-    as_of: str
+class OnPremCosts:
+    """What owned hardware costs: its amortization, the price and overhead of power, host parts."""
+
     amortization_years: float
     power_usd_per_kwh: float
     pue: float
     vcpu_purchase_usd: float
     memory_gib_purchase_usd: float
+
+
+@dataclass(frozen=True)
+class OnPremDefaults(OnPremCosts):
+    source: str
+    as_of: str
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
 
-from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, PURCHASE_OPTIONS, Catalog, embedded_catalog
+from ml_cost_exporter.config.catalog import (
+    CLOUD_PROVIDERS,
+    PURCHASE_OPTIONS,
+    Catalog,
+    OnPremCosts,
+    embedded_catalog,
+)
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, check_number, load_located, suggest
 from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
@@ -28,13 +34,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
 
 
 @dataclass(frozen=True)
-class OnPrem:
+class OnPrem(OnPremCosts):
     gpu_purchase_usd: float | None  # None: the catalog's price for the GPU type
-    amortization_years: float
-    power_usd_per_kwh: float
-    pue: float
-    vcpu_purchase_usd: float
-    memory_gib_purchase_usd: float
 
 
 @dataclass(frozen=True)
