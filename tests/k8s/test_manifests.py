@@ -54,7 +54,8 @@ def test_the_configmap_holds_the_example_config_and_it_parses(built):
     configmap = find(built["base"], "ConfigMap", "ml-cost-exporter-config")
     text = configmap["data"]["pricing.yaml"]
     assert text == (REPO / "exporter" / "examples" / "pricing.example.yaml").read_text()
-    assert parse_config(text, "pricing.yaml").models[0].name == "fraud-detector"
+    config = parse_config(text, "pricing.yaml")
+    assert config.models[0].name == "fraud-detector" and config.allocation.devices_from_processes
 
 
 def test_the_prometheusrule_carries_every_rule_group_and_promtool_accepts_it(built, tmp_path):
@@ -104,6 +105,8 @@ def test_the_sidecar_is_restricted_shares_the_process_namespace_and_is_scraped(b
     sidecar = containers["ml-cost-exporter"]
     security = sidecar["securityContext"]
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+    # It runs as the pod's user, to read the server's NVIDIA_VISIBLE_DEVICES (devices_from_processes).
+    assert "runAsUser" not in security and pod["spec"]["securityContext"]["runAsUser"] >= 10000
     assert not security["allowPrivilegeEscalation"] and security["capabilities"]["drop"] == ["ALL"]
     assert security["seccompProfile"]["type"] == "RuntimeDefault"
     assert sidecar["resources"]["requests"] and sidecar["resources"]["limits"]
@@ -199,3 +202,23 @@ def test_the_adapters_metrics_query_in_prometheus_feeds_the_hpa_the_right_replic
     values = list(expected.values())
     replicas = hpa.sync(0, [lambda n: (sum(values) / len(values), 1.0)])
     assert replicas == 7  # ceil(75 requests/s / 11.11): what the cost target needs
+
+
+def validate_custom_resources(objects: list[dict]) -> list[str]:
+    node = shutil.which("node")
+    assert node, "node is installed by scripts/setup.sh"
+    result = subprocess.run([node, str(REPO / "tests" / "k8s" / "validate_crds.mjs"), str(REPO / ".tools")],
+                            input=json.dumps(objects), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_custom_resources_validate_against_their_crd_schemas(built):
+    custom = [obj for objects in built.values() for obj in objects if obj["kind"] in CUSTOM_KINDS]
+    assert {obj["kind"] for obj in custom} == CUSTOM_KINDS
+    lines = validate_custom_resources(custom)
+    assert len(lines) == len(custom) and all(line.startswith("ok ") for line in lines), lines
+    broken = json.loads(json.dumps(find(built["base"], "PodMonitor")))
+    broken["spec"]["podMetricsEndpoints"][0]["port"] = 9945  # the CRD wants a port name
+    (line,) = validate_custom_resources([broken])
+    assert line.startswith("invalid PodMonitor") and "must be string" in line

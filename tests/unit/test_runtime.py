@@ -56,3 +56,43 @@ def test_removing_a_model_on_reload_drops_its_series(tmp_path, clock):
     path.write_text(GOOD.replace("models: [{name: a}, {name: b}]", "models: [{name: a}]"))
     assert runtime.reload()
     assert {k[0] for k in runtime.ledger.snapshot(clock.wall()).usd_total} == {"a"}
+
+
+def test_gpus_come_from_the_serving_processes_environment(tmp_path, clock, fake_nvml):
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.conftest import A100, GIB
+
+    fake_nvml.write("init 0", f"gpu 0 90 {GIB} {80 * GIB} 300000 0 0 GPU-aaaa {A100}",
+                    f"gpu 1 10 {GIB} {80 * GIB} 100000 0 0 GPU-bbbb {A100}")
+    marker = f"mlcost-server-{uuid.uuid4().hex}"
+    server = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", marker], stdin=subprocess.PIPE,
+                              env={**os.environ, "NVIDIA_VISIBLE_DEVICES": "GPU-bbbb"})
+    try:
+        config = tmp_path / "pricing.yaml"
+        config.write_text(f"allocation: {{devices_from_processes: true, vcpus: 4, memory_gib: 16}}\n"
+                          f"processes: {{cmdline_patterns: ['{marker}']}}\n")
+        runtime = Runtime(str(config), frozenset({"gpu", "process"}), Clocks(clock.wall, clock.monotonic),
+                          environ={"NVIDIA_VISIBLE_DEVICES": "all"}, cgroup_root=tmp_path)
+        assert [g.uuid for g in runtime.last_gpu.gpus] == ["GPU-aaaa", "GPU-bbbb"]  # before any process is seen
+        clock.advance(15)
+        runtime.tick()
+        assert [g.uuid for g in runtime.last_gpu.gpus] == ["GPU-bbbb"]
+        assert runtime.rates.allocation.gpus == 1.0  # priced: the server's one GPU, not the node's two
+        runtime.close()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_devices_from_processes_and_visible_devices_exclude_each_other():
+    import pytest
+
+    from ml_cost_exporter.config.errors import ConfigError
+    from ml_cost_exporter.config.schema import parse_config
+
+    with pytest.raises(ConfigError, match="give either visible_devices or devices_from_processes"):
+        parse_config("allocation: {devices_from_processes: true, visible_devices: '0'}", "p.yaml")

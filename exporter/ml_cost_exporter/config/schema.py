@@ -66,6 +66,7 @@ class Allocation:
     vcpus: float | None  # None: the cgroup's CPU limit, else the host's cores
     memory_gib: float | None  # None: the cgroup's memory limit, else the host's memory
     visible_devices: tuple[str, ...] | None  # None: NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES
+    devices_from_processes: bool = False  # take the GPUs from the serving processes' environment
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,10 @@ def _allocation(section: Section | None, catalog: Catalog, pricing: Pricing) -> 
         vcpus=section.number("vcpus", minimum=0, exclusive_minimum=True),
         memory_gib=section.number("memory_gib", minimum=0, exclusive_minimum=True),
         visible_devices=tuple(v.strip() for v in visible.split(",") if v.strip()) if visible else None,
+        devices_from_processes=section.boolean("devices_from_processes", False),
     )
+    if allocation.devices_from_processes and allocation.visible_devices is not None:
+        raise section.raw("devices_from_processes").error("give either visible_devices or devices_from_processes")
     if instance_type is not None and (allocation.vcpus or allocation.memory_gib):
         raise section.located.error("vcpus and memory_gib come from the instance type; do not set them too")
     section.finish()

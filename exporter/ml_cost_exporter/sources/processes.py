@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psutil
 
 from ml_cost_exporter.config.schema import ProcessSelection
+from ml_cost_exporter.sources.nvml import visible_devices
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,24 @@ class ProcessSource:
         self._cpu: dict[tuple[int, float], float] = {}  # (pid, create_time) -> CPU seconds last seen
         self._total = 0.0
         self._sampled_once = False
+
+    def gpu_devices(self) -> tuple[str, ...] | None:
+        """The GPUs the serving processes were given (their NVIDIA_/CUDA_VISIBLE_DEVICES), or None for all.
+
+        Reading another process's environment needs the same user (or CAP_SYS_PTRACE): in Kubernetes the
+        sidecar runs as the pod's user. Processes whose environment cannot be read are skipped.
+        """
+        devices: list[str] = []
+        for pid, _created in self._cpu:
+            try:
+                environ = psutil.Process(pid).environ()
+            except (psutil.Error, OSError):
+                continue
+            found = visible_devices(None, environ)
+            if found is None:
+                return None  # a serving process sees every GPU
+            devices.extend(d for d in found if d not in devices)
+        return tuple(devices) if devices else None
 
     def set_selection(self, selection: ProcessSelection) -> None:
         self._selection = selection
