@@ -45,6 +45,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
     flag("--config.file", None, "Pricing config (YAML). Without it, embedded defaults price what the "
                                 "container can see.", dest="config_file")
+    flag("--pod.labels-file", None, "Downward-API file of the pod's labels, added to every model's attribution "
+                                    "labels.", dest="pod_labels_file")
     flag("--web.listen-address", f":{DEFAULT_PORT}", "Address to listen on.", dest="listen_address")
     flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", dest="telemetry_path")
     flag("--web.config.file", None, "Web config (exporter-toolkit format) for TLS and basic auth.",
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     try:
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
-        runtime = Runtime(args.config_file, enabled)
+        runtime = Runtime(args.config_file, enabled, pod_labels_file=args.pod_labels_file)
     except ConfigError as exc:
         print(f"ml-cost-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG

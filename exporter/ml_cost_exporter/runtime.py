@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
-from ml_cost_exporter.config.schema import Config, load_config
+from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
 from ml_cost_exporter.cost.ledger import CostLedger, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
-from ml_cost_exporter.sources.discovery import resolve_allocation
+from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
@@ -45,15 +45,16 @@ class Runtime:
     def __init__(self, config_path: str | None, enabled: frozenset[str] = frozenset(SAMPLED_COLLECTORS),
                  clocks: Clocks = Clocks(), environ: Mapping[str, str] | None = None,
                  cgroup_root: Path = Path("/sys/fs/cgroup"),
-                 server_fetch: Callable[[str], str] | None = None) -> None:
+                 server_fetch: Callable[[str], str] | None = None, pod_labels_file: str | None = None) -> None:
         self.config_path = config_path
+        self.pod_labels_file = pod_labels_file
         self.enabled = enabled
         self.clocks = clocks
         self._environ = environ
         self._cgroup_root = cgroup_root
         self._server_fetch = server_fetch
         self._lock = threading.RLock()
-        self.config: Config = load_config(config_path)  # ConfigError propagates: exit 2 at startup
+        self.config: Config = self._load()  # ConfigError propagates: exit 2 at startup
         self._config_digest = self._digest()
         self.gpu_source = self._make_gpu_source(self.config) if "gpu" in enabled else None
         self.process_source = ProcessSource(self.config.processes) if "process" in enabled else None
@@ -75,6 +76,17 @@ class Runtime:
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
 
     # --- construction helpers -------------------------------------------------
+    def _load(self) -> Config:
+        config = load_config(self.config_path)
+        if self.pod_labels_file is None:
+            return config
+        try:
+            labels = read_pod_labels(Path(self.pod_labels_file))
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise ConfigError(self.pod_labels_file, None, "", f"cannot read pod labels: {reason}") from None
+        return with_pod_labels(config, labels)
+
     def _make_gpu_source(self, config: Config) -> NvmlGpuSource:
         return NvmlGpuSource(config.allocation.visible_devices, environ=self._environ,
                              monotonic=self.clocks.monotonic)
@@ -212,7 +224,7 @@ class Runtime:
     def reload(self) -> bool:
         """Load the config file again; on any error keep the last good config."""
         try:
-            config = load_config(self.config_path)
+            config = self._load()
         except ConfigError as exc:
             log.error("config reload failed, keeping the last good config: %s", exc)
             self.reload_successful = False

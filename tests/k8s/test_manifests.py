@@ -112,6 +112,10 @@ def test_the_sidecar_is_restricted_shares_the_process_namespace_and_is_scraped(b
     assert sidecar["resources"]["requests"] and sidecar["resources"]["limits"]
     volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "ml-cost-exporter-config")
     find(objects, "ConfigMap", volume["configMap"]["name"])
+    podinfo = next(v for v in pod["spec"]["volumes"] if v["name"] == "ml-cost-exporter-podinfo")
+    assert podinfo["downwardAPI"]["items"] == [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
+    mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "ml-cost-exporter-podinfo")
+    assert f"--pod.labels-file={mount['mountPath']}/labels" in sidecar["args"]
     podmonitor = find(objects, "PodMonitor")
     labels = pod["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in podmonitor["spec"]["selector"]["matchLabels"].items())

@@ -96,3 +96,30 @@ def test_devices_from_processes_and_visible_devices_exclude_each_other():
 
     with pytest.raises(ConfigError, match="give either visible_devices or devices_from_processes"):
         parse_config("allocation: {devices_from_processes: true, visible_devices: '0'}", "p.yaml")
+
+
+def test_pod_labels_join_the_models_attribution_and_budgets_select_by_them(tmp_path, clock):
+    labels = tmp_path / "labels"
+    labels.write_text('team="risk"\nenv="prod"\n')
+    config = tmp_path / "pricing.yaml"
+    config.write_text("allocation: {vcpus: 4, memory_gib: 16}\n"
+                      "models: [{name: a, labels: {env: staging}}]\n"
+                      "budgets: [{name: risk, amount_usd: 100, selector: {team: risk}}]\n")
+    runtime = Runtime(str(config), frozenset(), Clocks(clock.wall, clock.monotonic), environ={}, cgroup_root=tmp_path,
+                      pod_labels_file=str(labels))
+    (model,) = runtime.config.models
+    assert dict(model.labels) == {"team": "risk", "env": "staging"}  # the config's own label wins
+    clock.advance(3600)
+    runtime.tick()
+    spend = runtime.ledger.snapshot(clock.wall()).budget_spend_usd
+    assert sum(v for (budget, _), v in spend.items() if budget == "risk") > 0
+
+
+def test_an_unreadable_pod_labels_file_is_a_config_error(tmp_path, clock):
+    import pytest
+
+    from ml_cost_exporter.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot read pod labels"):
+        Runtime(None, frozenset(), Clocks(clock.wall, clock.monotonic), environ={}, cgroup_root=tmp_path,
+                pod_labels_file=str(tmp_path / "missing"))

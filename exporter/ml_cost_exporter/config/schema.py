@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
@@ -392,6 +392,14 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Conf
     )
     root.finish()
     return config
+
+
+def with_pod_labels(config: Config, pod_labels: Mapping[str, str]) -> Config:
+    """Add the pod's labels to every model's attribution labels; labels set in the config win."""
+    if not pod_labels:
+        return config
+    models = tuple(replace(m, labels=MappingProxyType({**pod_labels, **m.labels})) for m in config.models)
+    return replace(config, models=models)
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import psutil
@@ -92,3 +94,22 @@ def resolve_allocation(config: Config, gpus: GpuSample | None, cgroup_root: Path
         gpu_type, units = None, 0.0
     return ResolvedAllocation(gpu_type, units if (gpu_type or config.pricing.gpu_hourly_usd) else 0.0,
                               vcpus, memory_gib)
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def read_pod_labels(path: Path) -> dict[str, str]:
+    """The pod's labels from a downward-API file (`key="value"` lines), keeping valid Prometheus label names."""
+    labels = {}
+    for line in path.read_text().splitlines():
+        key, sep, quoted = line.partition("=")
+        if not sep or not _LABEL_NAME.fullmatch(key):
+            continue  # keys such as app.kubernetes.io/name are not label names
+        try:
+            value = json.loads(quoted)  # the kubelet writes Go-quoted strings, which JSON reads
+        except ValueError:
+            continue
+        if isinstance(value, str):
+            labels[key] = value
+    return labels

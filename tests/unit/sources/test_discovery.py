@@ -57,3 +57,11 @@ def test_mig_profile_sets_the_fraction_priced(tmp_path, profile):
     config = parse_config(f"allocation: {{gpu: {{type: a100-80gb, mig_profile: {profile}}}}}", "p.yaml")
     resolved = resolve_allocation(config, None, tmp_path)
     assert resolved.gpus == pytest.approx(int(profile[0]) / 7)
+
+
+def test_pod_labels_come_from_the_downward_api_file_keeping_valid_label_names(tmp_path):
+    from ml_cost_exporter.sources.discovery import read_pod_labels
+
+    path = tmp_path / "labels"
+    path.write_text('team="risk"\napp.kubernetes.io/name="vllm"\nenv="prod \\"eu\\""\nbroken\nproject=unquoted\n')
+    assert read_pod_labels(path) == {"team": "risk", "env": 'prod "eu"'}
