@@ -30,10 +30,6 @@ class GpuReading:
     parent_memory_total_bytes: float | None = None  # set on MIG devices
 
     @property
-    def is_mig(self) -> bool:
-        return self.parent_memory_total_bytes is not None
-
-    @property
     def gpu_units(self) -> float:
         """1 for a whole GPU; a MIG device's share of its parent, by memory."""
         if self.parent_memory_total_bytes:
