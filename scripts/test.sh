@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check exporter tests bench grafana k8s
+.venv/bin/ruff check exporter tests bench grafana k8s docs
 .venv/bin/python -m pytest -q "$@"

@@ -2,12 +2,14 @@ import re
 import shutil
 import subprocess
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import generate_latest
 
 from ml_cost_exporter.exposition.collectors import SafeCollector, build_registry
 from ml_cost_exporter.runtime import Clocks, Runtime
+from ml_cost_exporter.sources.processes import ProcessSource
 from tests.conftest import A100, FIXTURES, GIB
 
 GOLDEN = FIXTURES / "golden" / "metrics.txt"
@@ -41,6 +43,20 @@ def triton_text(requests: int) -> str:
         'model="resnet50",version="1"} 420', f'model="resnet50",version="1"}} {requests}')
 
 
+def scripted_processes():
+    """psutil's process_iter for two serving processes whose CPU time grows by 30 s and 15 s a tick."""
+    tick = iter(range(1, 100))
+
+    def iterate(attrs, ad_value):
+        n = next(tick)
+        for pid, cpu, rss in ((101, 30.0 * n, 6 * GIB), (102, 15.0 * n, 2 * GIB)):
+            times = SimpleNamespace(user=cpu * 0.8, system=cpu * 0.2)
+            yield SimpleNamespace(info={"pid": pid, "name": "python3", "cmdline": ["python3", "-m", "vllm"],
+                                        "cpu_times": times, "memory_info": SimpleNamespace(rss=rss),
+                                        "create_time": 1000.0 + pid})
+    return iterate
+
+
 @pytest.fixture
 def runtime(tmp_path, clock, fake_nvml):
     fake_nvml.write("init 0",
@@ -51,8 +67,9 @@ def runtime(tmp_path, clock, fake_nvml):
     (tmp_path / "cpu.max").write_text("max 100000")
     scripted = {"http://server/metrics": iter([vllm_text(1200), vllm_text(1800), vllm_text(2400)]),
                 "http://triton/metrics": iter([triton_text(420), triton_text(720), triton_text(1020)])}
-    rt = Runtime(str(config), frozenset({"gpu", "server"}), Clocks(clock.wall, clock.monotonic), environ={},
-                 cgroup_root=tmp_path, server_fetch=lambda url: next(scripted[url]))
+    rt = Runtime(str(config), frozenset({"gpu", "server", "process"}), Clocks(clock.wall, clock.monotonic),
+                 environ={}, cgroup_root=tmp_path, server_fetch=lambda url: next(scripted[url]))
+    rt.process_source = ProcessSource(rt.config.processes, exclude_pid=-1, iterate=scripted_processes())
     for _ in range(3):
         rt.tick()
         clock.advance(60)
