@@ -46,10 +46,20 @@ def test_help_lists_every_flag_with_its_environment_variable():
     assert "MLCOST_WEB_LISTEN_ADDRESS" in text
 
 
-def test_the_readme_pastes_the_current_help():
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_paste_the_current_help():
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     help_text = build_parser({}).format_help()
-    assert help_text.strip() in readme, "paste `ml-cost-exporter --help` into the README's Flags section"
+    assert any(help_text.strip() in page.read_text() for page in pages), \
+        "paste `ml-cost-exporter --help` into docs/flags.md"
+
+
+def test_storage_flags_read_durations_and_the_environment():
+    args = build_parser({"MLCOST_STORAGE_PATH": "/var/lib/mlcost", "MLCOST_STORAGE_MAX_GAP": "1h30m"}).parse_args([])
+    assert (args.storage_path, args.storage_max_gap) == ("/var/lib/mlcost", 5400)
+    assert build_parser({}).parse_args([]).storage_max_gap == 900
+    for bad in ("", "15", "m", "1.5h", "-1m", "15m "):
+        with pytest.raises(SystemExit):
+            build_parser({}).parse_args(["--storage.max-gap", bad])
 
 
 def test_a_port_in_use_exits_1_with_a_message():
