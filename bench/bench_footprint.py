@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--scrape-interval", type=float, default=15.0)
     parser.add_argument("--with-server", action="store_true",
                         help="Configure a demo vLLM-style server under load instead of the zero-config defaults.")
+    parser.add_argument("--storage", action="store_true",
+                        help="Run with --storage.path (a checkpoint written every interval).")
     args = parser.parse_args()
     node_exporter = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if node_exporter is None:
@@ -62,6 +64,8 @@ def main() -> None:
                           .replace("127.0.0.1:18000", f"127.0.0.1:{server_port}")
                           .replace("interval_seconds: 5", "interval_seconds: 15"))
         extra = [f"--config.file={config}"]
+    if args.storage:
+        extra.append(f"--storage.path={tempfile.mkdtemp(prefix='mlcost-state-')}")
     ours = subprocess.Popen([sys.executable, "-m", "ml_cost_exporter", f"--web.listen-address=127.0.0.1:{ours_port}",
                              *extra], stderr=subprocess.DEVNULL)
     node = subprocess.Popen([node_exporter, f"--web.listen-address=127.0.0.1:{node_port}"], stderr=subprocess.DEVNULL)
@@ -88,6 +92,7 @@ def main() -> None:
             print(f"footprint: {name:17s} CPU {cpu / elapsed * 100:.3f} % of one core over {elapsed:.0f} s, "
                   f"RSS {rss:.1f} MB")
         setting = "a vLLM-style server under load configured" if args.with_server else "default settings"
+        setting += ", --storage.path" if args.storage else ""
         print(f"footprint: ({setting}) goal for ml-cost-exporter <= 0.2 % of one core and <= 35 MB")
     finally:
         if demo is not None:

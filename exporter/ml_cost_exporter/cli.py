@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -18,6 +19,16 @@ DEFAULT_PORT = 9945
 ENV_PREFIX = "MLCOST_"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 EXIT_CONFIG = 2
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(text: str) -> float:
+    """A Prometheus duration ("90s", "15m", "1h30m") in seconds; raises argparse.ArgumentTypeError."""
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a duration like 90s, 15m or 1h30m')
+    return sum(int(n) * _DURATION_SECONDS[u] for n, u in parts)
 
 
 def env_name(flag: str) -> str:
@@ -47,6 +58,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                                 "container can see.", dest="config_file")
     flag("--pod.labels-file", None, "Downward-API file of the pod's labels, added to every model's attribution "
                                     "labels.", dest="pod_labels_file")
+    flag("--storage.path", None, "Directory for the checkpoint that keeps accrued cost across restarts "
+                                 "(an emptyDir in Kubernetes). Without it a restart loses the time the exporter "
+                                 "is down.", dest="storage_path")
+    flag("--storage.max-gap", "15m", "Longest downtime accrued on restart, at the allocation's price; longer "
+                                     "gaps are logged and not accrued.", dest="storage_max_gap", type=parse_duration)
     flag("--web.listen-address", f":{DEFAULT_PORT}", "Address to listen on.", dest="listen_address")
     flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", dest="telemetry_path")
     flag("--web.config.file", None, "Web config (exporter-toolkit format) for TLS and basic auth.",
@@ -109,7 +125,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     try:
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
-        runtime = Runtime(args.config_file, enabled, pod_labels_file=args.pod_labels_file)
+        runtime = Runtime(args.config_file, enabled, pod_labels_file=args.pod_labels_file,
+                          storage_path=args.storage_path, max_gap_seconds=args.storage_max_gap)
     except ConfigError as exc:
         print(f"ml-cost-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -16,15 +16,19 @@ from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
-from ml_cost_exporter.cost.ledger import CostLedger, Usage
+from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
+from ml_cost_exporter.storage.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 SAMPLED_COLLECTORS = ("gpu", "process", "server")
+# Kubelet's crash-loop back-off tops out at 5 minutes; three of those still count as one pod life.
+DEFAULT_MAX_GAP_SECONDS = 900.0
+TOKEN_QUANTITIES = {"prompt_tokens": "prompt", "generation_tokens": "generation"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Runtime:
     def __init__(self, config_path: str | None, enabled: frozenset[str] = frozenset(SAMPLED_COLLECTORS),
                  clocks: Clocks = Clocks(), environ: Mapping[str, str] | None = None,
                  cgroup_root: Path = Path("/sys/fs/cgroup"),
-                 server_fetch: Callable[[str], str] | None = None, pod_labels_file: str | None = None) -> None:
+                 server_fetch: Callable[[str], str] | None = None, pod_labels_file: str | None = None,
+                 storage_path: str | None = None, max_gap_seconds: float = DEFAULT_MAX_GAP_SECONDS) -> None:
         self.config_path = config_path
         self.pod_labels_file = pod_labels_file
         self.enabled = enabled
@@ -74,6 +79,35 @@ class Runtime:
             self._sample_gpu()
         self.rates = self._price(self.config)
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
+        self.max_gap_seconds = max_gap_seconds
+        self.state_restored = False
+        self.state_gap_accrued_seconds = 0.0
+        self.checkpointer = Checkpointer(Path(storage_path), clocks.wall) if storage_path else None
+        if self.checkpointer is not None:
+            self.checkpointer.register("ledger", self.ledger)  # other stateful parts register here, before restore
+            self._restore()
+
+    def _restore(self) -> None:
+        """Continue the counters of the last checkpoint and accrue the time the exporter was away."""
+        outcome = self.checkpointer.restore()
+        self.state_restored = "ledger" in outcome.restored
+        if not self.state_restored:
+            return
+        gap = self.ledger.catch_up(self._last_tick, self.max_gap_seconds)
+        self._log_gap(gap)
+        if gap.accrued:
+            self.state_gap_accrued_seconds = gap.seconds
+        self.checkpointer.write()
+
+    def _log_gap(self, gap: GapOutcome) -> None:
+        if gap.accrued:
+            log.info("accrued %.1f s the exporter was down, at the allocation's price and the last known shares",
+                     gap.seconds)
+        elif gap.seconds < 0:
+            log.warning("the checkpoint is %.1f s in the future (clock stepped back?): no gap accrued", -gap.seconds)
+        elif gap.seconds > 0:
+            log.warning("the exporter was down %.0f s, more than --storage.max-gap (%.0f s): that time is not "
+                        "accrued", gap.seconds, self.max_gap_seconds)
 
     # --- construction helpers -------------------------------------------------
     def _load(self) -> Config:
@@ -164,6 +198,8 @@ class Runtime:
                 usage = self._usage(self._last_tick, now, gpu, process, readings)
                 self.ledger.record(usage)
             self._last_tick = now
+            if self.checkpointer is not None:
+                self.checkpointer.write()
 
     def _gpu_signature(self) -> tuple:
         if self.last_gpu is None or not self.last_gpu.ok:
@@ -200,20 +236,19 @@ class Runtime:
         if process is not None and process.ok and end > start:
             cpu_cores = process.cpu_seconds_delta / (end - start)
             memory = process.resident_memory_bytes
-        requests: dict = {}
+        counts: dict[str, dict] = {"requests": {}, "failed_requests": {}, "compute_seconds": {}}
         tokens: dict = {}
-        compute: dict = {}
         for reading in readings:
             for key, quantities in reading.deltas.items():
                 for quantity, delta in quantities.items():
-                    if quantity == "requests":
-                        requests[key] = requests.get(key, 0.0) + delta
-                    elif quantity == "compute_seconds":
-                        compute[key] = compute.get(key, 0.0) + delta
-                    else:
-                        kind = "prompt" if quantity == "prompt_tokens" else "generation"
-                        tokens[(key, kind)] = tokens.get((key, kind), 0.0) + delta
-        return Usage(start, end, utilization, power, cpu_cores, memory, requests, tokens, compute)
+                    if quantity in counts:
+                        counts[quantity][key] = counts[quantity].get(key, 0.0) + delta
+                    elif quantity in TOKEN_QUANTITIES:
+                        kind_key = (key, TOKEN_QUANTITIES[quantity])
+                        tokens[kind_key] = tokens.get(kind_key, 0.0) + delta
+                    # any other quantity is not priced here; it is never counted as something else
+        return Usage(start, end, utilization, power, cpu_cores, memory, requests=counts["requests"], tokens=tokens,
+                     compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"])
 
     # --- reload ---------------------------------------------------------------
     def request_reload(self) -> None:
@@ -275,6 +310,14 @@ class Runtime:
             self._wake.clear()
 
     def close(self) -> None:
+        """Release the sources; with --storage.path, accrue up to now and write a last checkpoint."""
+        if self.checkpointer is not None:
+            with self._tick_lock:
+                now = self.clocks.wall()
+                with self._lock:
+                    self.ledger.accrue_unmeasured(self._last_tick, now)
+                self._last_tick = max(self._last_tick, now)
+                self.checkpointer.write()
         if self.gpu_source is not None:
             self.gpu_source.close()
         for source in self.servers.values():

@@ -4,6 +4,7 @@ and the README's two commands are the ones CI and the demo run."""
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import re
 import subprocess
 import sys
@@ -14,8 +15,10 @@ import pytest
 from ml_cost_exporter import __version__
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "docs"))
-import generate  # noqa: E402  (docs/generate.py, the references' generator)
+# docs/generate.py, the references' generator, under a name of its own (k8s/generate.py is another "generate").
+_spec = importlib.util.spec_from_file_location("docs_generate", REPO / "docs" / "generate.py")
+generate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(generate)
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")

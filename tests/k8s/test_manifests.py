@@ -116,6 +116,10 @@ def test_the_sidecar_is_restricted_shares_the_process_namespace_and_is_scraped(b
     assert podinfo["downwardAPI"]["items"] == [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
     mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "ml-cost-exporter-podinfo")
     assert f"--pod.labels-file={mount['mountPath']}/labels" in sidecar["args"]
+    state = next(m for m in sidecar["volumeMounts"] if m["name"] == "ml-cost-exporter-state")
+    assert f"--storage.path={state['mountPath']}" in sidecar["args"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert "emptyDir" in volumes["ml-cost-exporter-state"]  # survives container restarts, not the pod
     podmonitor = find(objects, "PodMonitor")
     labels = pod["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in podmonitor["spec"]["selector"]["matchLabels"].items())

@@ -52,6 +52,15 @@ def test_the_flags_reference_pastes_the_current_help():
     assert help_text.strip() in page, "run python docs/generate.py to refresh docs/flags.md"
 
 
+def test_storage_flags_read_durations_and_the_environment():
+    args = build_parser({"MLCOST_STORAGE_PATH": "/var/lib/mlcost", "MLCOST_STORAGE_MAX_GAP": "1h30m"}).parse_args([])
+    assert (args.storage_path, args.storage_max_gap) == ("/var/lib/mlcost", 5400)
+    assert build_parser({}).parse_args([]).storage_max_gap == 900
+    for bad in ("", "15", "m", "1.5h", "-1m", "15m "):
+        with pytest.raises(SystemExit):
+            build_parser({}).parse_args(["--storage.max-gap", bad])
+
+
 def test_a_port_in_use_exits_1_with_a_message():
     import socket
 

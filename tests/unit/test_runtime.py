@@ -123,3 +123,52 @@ def test_an_unreadable_pod_labels_file_is_a_config_error(tmp_path, clock):
     with pytest.raises(ConfigError, match="cannot read pod labels"):
         Runtime(None, frozenset(), Clocks(clock.wall, clock.monotonic), environ={}, cgroup_root=tmp_path,
                 pod_labels_file=str(tmp_path / "missing"))
+
+
+def test_failed_requests_are_routed_apart_and_unknown_quantities_are_not_counted_as_tokens(tmp_path, clock):
+    from ml_cost_exporter.sources.server import ServerReading
+
+    _, runtime = make(tmp_path, clock)
+    reading = ServerReading(ok=True, deltas={("a", "latest"): {"requests": 5.0, "failed_requests": 3.0,
+                                                               "prompt_tokens": 7.0, "someday_quantity": 11.0}})
+    usage = runtime._usage(0.0, 1.0, None, None, [reading])
+    assert usage.requests == {("a", "latest"): 5.0}
+    assert usage.failed_requests == {("a", "latest"): 3.0}
+    assert usage.tokens == {(("a", "latest"), "prompt"): 7.0}
+
+
+def test_a_generic_server_with_failures_exports_them_and_they_weigh_in_attribution(tmp_path, clock):
+    from prometheus_client import generate_latest
+
+    from ml_cost_exporter.exposition.collectors import build_registry
+
+    text = textwrap.dedent("""
+        allocation: {vcpus: 4, memory_gib: 16}
+        models:
+          - name: a
+            server: {preset: generic, url: "http://s/metrics", model_label: m, requests: {metric: app_ok_total},
+                     failed_requests: {metric: app_failed_total}}
+          - name: b
+            server: {preset: generic, url: "http://s/metrics", model_label: m, requests: {metric: app_ok_total},
+                     failed_requests: {metric: app_failed_total}}
+    """)
+    bodies = iter(['app_ok_total{m="a"} 0\napp_failed_total{m="a"} 0\napp_ok_total{m="b"} 0\n'
+                   'app_failed_total{m="b"} 0\n',
+                   'app_ok_total{m="a"} 10\napp_failed_total{m="a"} 0\napp_ok_total{m="b"} 0\n'
+                   'app_failed_total{m="b"} 30\n'])
+    path = tmp_path / "pricing.yaml"
+    path.write_text(text)
+    runtime = Runtime(str(path), frozenset({"server"}), Clocks(clock.wall, clock.monotonic), environ={},
+                      cgroup_root=tmp_path, server_fetch=lambda url: next(bodies))
+    runtime.tick()
+    clock.advance(3600)
+    runtime.tick()
+    registry = build_registry(runtime)
+    assert registry.get_sample_value("mlcost_failed_requests_total", {"model": "b", "version": "latest"}) == 30
+    assert registry.get_sample_value("mlcost_requests_total", {"model": "b", "version": "latest"}) == 0
+    cpu = {m: registry.get_sample_value("mlcost_usd_total", {"model": m, "version": "latest",
+                                                             "workload": "inference", "resource": "cpu"})
+           for m in ("a", "b")}
+    assert cpu["b"] == 3 * cpu["a"]  # b's 30 failures did three times a's work
+    assert registry.get_sample_value("inference_cost_per_1k_usd", {"model": "b", "version": "latest"}) is None
+    assert "mlcost_failed_requests_total" in generate_latest(registry).decode()

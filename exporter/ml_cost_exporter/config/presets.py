@@ -12,7 +12,7 @@ from types import MappingProxyType
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
-QUANTITIES = ("requests", "prompt_tokens", "generation_tokens", "compute_seconds")
+QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens", "compute_seconds")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.schema import Budget, Config, Model
+from ml_cost_exporter.cost.ledger_state import TOKEN_KINDS, LedgerState, decode, encode
 from ml_cost_exporter.cost.periods import Period, period_at, split_by_period
 from ml_cost_exporter.cost.pricing import CostRates
 
 ModelKey = tuple[str, str]  # (model, version)
 IDLE_RESOURCES = ("gpu", "cpu", "memory")
-TOKEN_KINDS = ("prompt", "generation")
 GIB = 1024.0**3
 # Series of an ended budget period stay exported this long, so the last
 # increments are scraped before the series goes away.
@@ -36,9 +36,28 @@ class Usage:
     gpu_power_watts: float | None = None  # sum over the pod's GPUs
     cpu_used_cores: float | None = None
     memory_used_bytes: float | None = None
-    requests: Mapping[ModelKey, float] = field(default_factory=dict)
+    requests: Mapping[ModelKey, float] = field(default_factory=dict)  # successful requests
     tokens: Mapping[tuple[ModelKey, str], float] = field(default_factory=dict)
     compute_seconds: Mapping[ModelKey, float] = field(default_factory=dict)
+    failed_requests: Mapping[ModelKey, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IntervalCost:
+    """The money of one accrued interval [start, end), after attribution; what splitters downstream divide."""
+
+    start: float
+    end: float
+    by_model: Mapping[ModelKey, Mapping[str, float]]  # USD of this interval by resource
+    shares: Mapping[ModelKey, float]
+
+
+@dataclass(frozen=True)
+class GapOutcome:
+    """What became of the unmeasured time between a restored checkpoint and now."""
+
+    seconds: float  # now - the checkpoint's last accrual (negative when the clock went back)
+    accrued: bool
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class LedgerSnapshot:
     idle_usd_total: Mapping[tuple[str, str, str], float]  # (model, version, resource)
     hourly_usd: Mapping[tuple[str, str, str, str], float]
     requests_total: Mapping[ModelKey, float]
+    failed_requests_total: Mapping[ModelKey, float]  # only models whose server reports failures
     tokens_total: Mapping[tuple[str, str, str], float]  # (model, version, kind)
     cost_per_1k_usd: Mapping[ModelKey, float]  # only models with requests in the window
     budget_spend_usd: Mapping[tuple[str, str], float]  # (budget, period label)
@@ -60,44 +80,59 @@ class CostLedger:
         self._usd: dict[tuple[str, str, str, str], float] = {}
         self._idle: dict[tuple[str, str, str], float] = {}
         self._requests: dict[ModelKey, float] = {}
+        self._failed: dict[ModelKey, float] = {}
         self._tokens: dict[tuple[str, str, str], float] = {}
         self._window: dict[ModelKey, deque[tuple[float, float, float]]] = {}
         self._budget_spend: dict[tuple[str, str], float] = {}
         self._budget_period_end: dict[tuple[str, str], float] = {}
         self._hourly: dict[tuple[str, str, str, str], float] = {}
         self._budget_rate_usd_per_hour: dict[str, float] = {}
+        self._last_shares: dict[ModelKey, float] = {}
+        self._since = now
+        self._accrued_until = now
+        self._restored_rates: dict[str, float] | None = None
         self.reconfigure(config, rates, now)
+
+    @property
+    def accrued_until(self) -> float:
+        """End of the last interval accrued, Unix seconds."""
+        return self._accrued_until
 
     def reconfigure(self, config: Config, rates: CostRates, now: float) -> None:
         """Adopt a new config: keep totals of models and budgets that remain, drop the rest."""
         with self._lock:
-            self._config = config
-            self._rates = rates
-            models = {m.key for m in config.models}
-            budgets = {b.name for b in config.budgets}
-            for store in (self._usd, self._idle, self._tokens, self._hourly):
-                for key in [k for k in store if (k[0], k[1]) not in models]:
-                    del store[key]
-            for store in (self._requests, self._window):
-                for key in [k for k in store if k not in models]:
-                    del store[key]
-            for store in (self._budget_spend, self._budget_period_end):
-                for key in [k for k in store if k[0] not in budgets]:
-                    del store[key]
-            for model in config.models:
-                self._requests.setdefault(model.key, 0.0)
-                self._window.setdefault(model.key, deque())
-                for resource in rates.resources():
-                    self._usd.setdefault((*model.key, model.workload, resource), 0.0)
-                for resource in IDLE_RESOURCES:
-                    self._idle.setdefault((*model.key, resource), 0.0)
-            equal = 1.0 / len(config.models)
-            power = rates.fallback_power_watts
-            self._set_rates(self._resource_rates(power), {m.key: equal for m in config.models})
-            for budget in config.budgets:
-                period = period_at(budget.period, now)
-                self._budget_spend.setdefault((budget.name, period.label), 0.0)
-                self._budget_period_end[(budget.name, period.label)] = period.end
+            self._adopt(config, rates, now)
+
+    def _adopt(self, config: Config, rates: CostRates, now: float) -> None:
+        self._config = config
+        self._rates = rates
+        models = {m.key for m in config.models}
+        budgets = {b.name for b in config.budgets}
+        for store in (self._usd, self._idle, self._tokens, self._hourly):
+            for key in [k for k in store if (k[0], k[1]) not in models]:
+                del store[key]
+        for store in (self._requests, self._failed, self._window, self._last_shares):
+            for key in [k for k in store if k not in models]:
+                del store[key]
+        for store in (self._budget_spend, self._budget_period_end):
+            for key in [k for k in store if k[0] not in budgets]:
+                del store[key]
+        for model in config.models:
+            self._requests.setdefault(model.key, 0.0)
+            if model.server is not None and "failed_requests" in model.server.preset.metrics:
+                self._failed.setdefault(model.key, 0.0)
+            self._window.setdefault(model.key, deque())
+            for resource in rates.resources():
+                self._usd.setdefault((*model.key, model.workload, resource), 0.0)
+            for resource in IDLE_RESOURCES:
+                self._idle.setdefault((*model.key, resource), 0.0)
+        equal = 1.0 / len(config.models)
+        power = rates.fallback_power_watts
+        self._set_rates(self._resource_rates(power), {m.key: equal for m in config.models})
+        for budget in config.budgets:
+            period = period_at(budget.period, now)
+            self._budget_spend.setdefault((budget.name, period.label), 0.0)
+            self._budget_period_end[(budget.name, period.label)] = period.end
 
     def _resource_rates(self, power_watts: float | None) -> dict[str, float]:
         rates = self._rates.static_usd_per_hour()
@@ -117,7 +152,8 @@ class CostLedger:
                 for rate in rates.values())
 
     def _shares(self, usage: Usage) -> dict[ModelKey, float]:
-        """Each model's share of the interval's cost: compute time, else requests, else equal."""
+        """Each model's share of the interval's cost by work done: compute time, else requests served
+        (successful and failed alike: both used the hardware), else equal."""
         models = self._config.models
         weights = None
         if self._config.attribution == "compute_time":
@@ -125,11 +161,21 @@ class CostLedger:
             if sum(weights.values()) <= 0:
                 weights = None
         if weights is None:
-            weights = {m.key: max(usage.requests.get(m.key, 0.0), 0.0) for m in models}
+            weights = {m.key: max(usage.requests.get(m.key, 0.0), 0.0) + max(usage.failed_requests.get(m.key, 0.0), 0.0)
+                       for m in models}
         total = sum(weights.values())
         if total <= 0:
             return {m.key: 1.0 / len(models) for m in models}
         return {key: weight / total for key, weight in weights.items()}
+
+    def _known_shares(self) -> dict[ModelKey, float]:
+        """The last measured shares over today's models, renormalised; equal where none is known."""
+        models = self._config.models
+        known = {m.key: self._last_shares.get(m.key, 0.0) for m in models}
+        total = sum(known.values())
+        if total <= 0:
+            return {m.key: 1.0 / len(models) for m in models}
+        return {key: share / total for key, share in known.items()}
 
     def _idle_fractions(self, usage: Usage) -> dict[str, float]:
         allocation = self._rates.allocation
@@ -142,41 +188,64 @@ class CostLedger:
             idle["memory"] = 1.0 - min(max(usage.memory_used_bytes / (allocation.memory_gib * GIB), 0.0), 1.0)
         return idle
 
-    def record(self, usage: Usage) -> None:
-        """Accrue the cost of one measured interval."""
-        seconds = usage.end - usage.start
-        if seconds <= 0:
-            return
+    def record(self, usage: Usage) -> IntervalCost:
+        """Accrue the cost of one measured interval; returns that interval's attributed money."""
+        if usage.end - usage.start <= 0:
+            return IntervalCost(usage.start, usage.end, {}, {})
         with self._lock:
-            hours = seconds / 3600.0
             rates = self._resource_rates(usage.gpu_power_watts)
             shares = self._shares(usage)
-            idle = self._idle_fractions(usage)
+            interval = self._accrue(usage.start, usage.end, rates, shares, self._idle_fractions(usage))
             for model in self._config.models:
-                share = shares[model.key]
-                model_cost = 0.0
-                for resource, rate in rates.items():
-                    cost = rate * hours * share
-                    model_cost += cost
-                    self._usd[(*model.key, model.workload, resource)] += cost
-                    if resource in idle:
-                        self._idle[(*model.key, resource)] += cost * idle[resource]
                 requests = max(usage.requests.get(model.key, 0.0), 0.0)
                 self._requests[model.key] += requests
+                failed = max(usage.failed_requests.get(model.key, 0.0), 0.0)
+                if failed > 0 or model.key in self._failed:
+                    self._failed[model.key] = self._failed.get(model.key, 0.0) + failed
                 for kind in TOKEN_KINDS:
                     tokens = usage.tokens.get((model.key, kind), 0.0)
                     if tokens > 0:
                         key = (*model.key, kind)
                         self._tokens[key] = self._tokens.get(key, 0.0) + tokens
+                model_cost = sum(interval.by_model[model.key].values())
                 self._window[model.key].append((usage.end, model_cost, requests))
-                self._record_budgets(model, model_cost, usage)
-            self._set_rates(rates, shares)
+            self._last_shares = dict(shares)
             self._prune(usage.end)
+            return interval
 
-    def _record_budgets(self, model: Model, cost: float, usage: Usage) -> None:
-        seconds = usage.end - usage.start
+    def accrue_unmeasured(self, start: float, end: float) -> IntervalCost:
+        """Accrue time nobody measured (the last moments before a shutdown): the allocation's price,
+        the last known shares, no idle cost (utilization unknown). Not counted in cost per 1k."""
+        if end - start <= 0:
+            return IntervalCost(start, end, {}, {})
+        with self._lock:
+            interval = self._accrue(start, end, self._resource_rates(None), self._known_shares(), {})
+            self._prune(end)
+            return interval
+
+    def _accrue(self, start: float, end: float, rates: Mapping[str, float], shares: Mapping[ModelKey, float],
+                idle: Mapping[str, float]) -> IntervalCost:
+        hours = (end - start) / 3600.0
+        by_model: dict[ModelKey, dict[str, float]] = {}
+        for model in self._config.models:
+            share = shares[model.key]
+            costs = by_model.setdefault(model.key, {})
+            for resource, rate in rates.items():
+                cost = rate * hours * share
+                costs[resource] = cost
+                key = (*model.key, model.workload, resource)
+                self._usd[key] = self._usd.get(key, 0.0) + cost
+                if resource in idle:
+                    self._idle[(*model.key, resource)] += cost * idle[resource]
+            self._record_budgets(model, sum(costs.values()), start, end)
+        self._set_rates(dict(rates), dict(shares))
+        self._accrued_until = max(self._accrued_until, end)
+        return IntervalCost(start, end, by_model, dict(shares))
+
+    def _record_budgets(self, model: Model, cost: float, start: float, end: float) -> None:
+        seconds = end - start
         for budget in self._matching_budgets(model):
-            for period, part in split_by_period(budget.period, usage.start, usage.end):
+            for period, part in split_by_period(budget.period, start, end):
                 key = (budget.name, period.label)
                 self._budget_spend[key] = self._budget_spend.get(key, 0.0) + cost * part / seconds
                 self._budget_period_end[key] = period.end
@@ -193,6 +262,55 @@ class CostLedger:
         for key in expired:
             del self._budget_period_end[key]
             del self._budget_spend[key]
+
+    # --- restart safety (contract C2: section "ledger" of the checkpoint) --------
+    def export_state(self) -> dict:
+        """The totals, shares and rates a later process needs to continue these counters."""
+        with self._lock:
+            return encode(LedgerState(
+                since=self._since,
+                accrued_until=self._accrued_until,
+                usd=dict(self._usd),
+                idle=dict(self._idle),
+                requests=dict(self._requests),
+                failed_requests=dict(self._failed),
+                tokens=dict(self._tokens),
+                budget_spend={k: (v, self._budget_period_end[k]) for k, v in self._budget_spend.items()},
+                window={k: tuple(v) for k, v in self._window.items() if v},
+                shares=dict(self._last_shares),
+                rates=self._resource_rates(None),
+            ))
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from an exported state, as a config reload would: totals of models and budgets
+        still configured are kept, the rest dropped. Raises ValueError, changing nothing, on a bad state."""
+        restored = decode(state)
+        with self._lock:
+            self._since, self._accrued_until = restored.since, restored.accrued_until
+            self._usd, self._idle = dict(restored.usd), dict(restored.idle)
+            self._requests, self._failed = dict(restored.requests), dict(restored.failed_requests)
+            self._tokens = dict(restored.tokens)
+            self._budget_spend = {k: v[0] for k, v in restored.budget_spend.items()}
+            self._budget_period_end = {k: v[1] for k, v in restored.budget_spend.items()}
+            self._window = {k: deque(v) for k, v in restored.window.items()}
+            self._last_shares = dict(restored.shares)
+            self._restored_rates = dict(restored.rates)
+            self._adopt(self._config, self._rates, restored.accrued_until)
+
+    def catch_up(self, now: float, max_gap_seconds: float) -> GapOutcome:
+        """Accrue the time between the restored state's last accrual and `now` at the allocation's
+        price in force then, by the last known shares, without idle cost, split at period
+        boundaries. A gap longer than `max_gap_seconds` (or a clock that went back) is not accrued."""
+        with self._lock:
+            gap = now - self._accrued_until
+            rates = self._restored_rates if self._restored_rates else self._resource_rates(None)
+            self._restored_rates = None
+            if gap <= 0 or gap > max_gap_seconds:
+                self._accrued_until = max(self._accrued_until, now)
+                return GapOutcome(gap, False)
+            self._accrue(now - gap, now, rates, self._known_shares(), {})
+            self._prune(now)
+            return GapOutcome(gap, True)
 
     def snapshot(self, now: float) -> LedgerSnapshot:
         with self._lock:
@@ -215,6 +333,7 @@ class CostLedger:
                 idle_usd_total=dict(self._idle),
                 hourly_usd=dict(self._hourly),
                 requests_total=dict(self._requests),
+                failed_requests_total=dict(self._failed),
                 tokens_total=dict(self._tokens),
                 cost_per_1k_usd=per_1k,
                 budget_spend_usd=spend,

@@ -69,6 +69,15 @@ class CostCollector:
             requests.add_metric(list(labels), value)
         yield requests
 
+        failed = CounterMetricFamily(
+            "mlcost_failed_requests",
+            "Failed, aborted or errored requests, from the inference server where it reports them; they take "
+            "a share of cost under attribution: requests but are not in cost per 1k's denominator.",
+            labels=["model", "version"])
+        for labels, value in sorted(snapshot.failed_requests_total.items()):
+            failed.add_metric(list(labels), value)
+        yield failed
+
         tokens = CounterMetricFamily("mlcost_tokens", "Tokens processed, from the inference server.",
                                      labels=["model", "version", "kind"])
         for labels, value in sorted(snapshot.tokens_total.items()):
@@ -227,12 +236,33 @@ class ExporterCollector:
                                   labels=["version", "pythonversion"])
         build.add_metric([__version__, platform.python_version()], 1)
         yield build
+        yield from self._storage()
         yield GaugeMetricFamily("mlcost_exporter_config_last_reload_successful",
                                 "Whether the last config reload succeeded (1) or kept the previous config (0).",
                                 value=1.0 if runtime.reload_successful else 0.0)
         yield GaugeMetricFamily("mlcost_exporter_config_last_reload_success_timestamp_seconds",
                                 "Time of the last successful config load, Unix seconds.",
                                 value=runtime.reload_success_timestamp)
+
+
+    def _storage(self) -> Iterator[Metric]:
+        """The checkpoint's health, only with --storage.path."""
+        runtime = self._runtime
+        checkpointer = runtime.checkpointer
+        if checkpointer is None:
+            return
+        yield GaugeMetricFamily("mlcost_exporter_state_restored",
+                                "Whether the accrued totals were restored from the checkpoint at start (1) or "
+                                "started fresh (0).", value=1.0 if runtime.state_restored else 0.0)
+        yield GaugeMetricFamily("mlcost_exporter_state_gap_accrued_seconds",
+                                "Downtime before this start that was accrued from the checkpoint, seconds.",
+                                value=runtime.state_gap_accrued_seconds)
+        yield CounterMetricFamily("mlcost_exporter_checkpoint_write_failures",
+                                  "Checkpoint writes that failed (cost keeps accruing in memory).",
+                                  value=checkpointer.write_failures_total)
+        yield GaugeMetricFamily("mlcost_exporter_checkpoint_last_success_timestamp_seconds",
+                                "Time of the last successful checkpoint write, Unix seconds (0: none yet).",
+                                value=checkpointer.last_success_timestamp or 0.0)
 
 
 class SafeCollector(Collector):
