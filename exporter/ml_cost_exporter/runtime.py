@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.config.presets import TOKEN_QUANTITIES
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
 from ml_cost_exporter.cost.ledger import CostLedger, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
+from ml_cost_exporter.economics import TokenAccounting
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
@@ -74,6 +76,7 @@ class Runtime:
             self._sample_gpu()
         self.rates = self._price(self.config)
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
+        self.tokens = TokenAccounting(self.config, clocks.monotonic, server_fetch)  # phases, cache, tenants
 
     # --- construction helpers -------------------------------------------------
     def _load(self) -> Config:
@@ -156,13 +159,15 @@ class Runtime:
                     self.gpu_source.set_visible(self.process_source.gpu_devices())
             gpu = self._sample_gpu() if self.gpu_source is not None else None
             readings = self._sample_servers()
+            gateway_readings = self._sample_gateways()
             now = self.clocks.wall()
             with self._lock:
                 if self._gpu_signature() != previous_gpus:
                     self.rates = self._price(self.config)  # GPUs appeared or went away: price what is there
                     self.ledger.reconfigure(self.config, self.rates, now)
                 usage = self._usage(self._last_tick, now, gpu, process, readings)
-                self.ledger.record(usage)
+                interval = self.ledger.record(usage)
+                self.tokens.account(interval, readings, gateway_readings, self.ledger)
             self._last_tick = now
 
     def _gpu_signature(self) -> tuple:
@@ -188,6 +193,11 @@ class Runtime:
         self._timed("server", sample_all, lambda rs: all(r.ok for r in rs))
         return readings
 
+    def _sample_gateways(self) -> list:
+        if "server" not in self.enabled or not self.tokens.gateways:
+            return []
+        return self._timed("gateway", self.tokens.sample, lambda rs: all(r.ok for r in rs)) or []
+
     def _usage(self, start: float, end: float, gpu: GpuSample | None, process: ProcessSample | None,
                readings: list[ServerReading]) -> Usage:
         utilization = power = None
@@ -210,6 +220,8 @@ class Runtime:
                         requests[key] = requests.get(key, 0.0) + delta
                     elif quantity == "compute_seconds":
                         compute[key] = compute.get(key, 0.0) + delta
+                    elif quantity in TOKEN_QUANTITIES:
+                        continue  # phase timing and cache hits: split by self.tokens, not usage
                     else:
                         kind = "prompt" if quantity == "prompt_tokens" else "generation"
                         tokens[(key, kind)] = tokens.get((key, kind), 0.0) + delta
@@ -239,6 +251,7 @@ class Runtime:
             now = self.clocks.wall()
             self.rates = self._price(config)
             self.ledger.reconfigure(config, self.rates, now)
+            self.tokens.reconfigure(config)
             self.reload_successful = True
             self.reload_success_timestamp = now
         log.info("config reloaded from %s", self.config_path)
@@ -279,3 +292,4 @@ class Runtime:
             self.gpu_source.close()
         for source in self.servers.values():
             source.close()
+        self.tokens.close()

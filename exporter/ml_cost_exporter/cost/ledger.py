@@ -42,6 +42,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class IntervalCost:
+    """One recorded interval's USD by model and resource, after attribution (the seam for finer splits)."""
+
+    start: float
+    end: float
+    by_model: Mapping[ModelKey, Mapping[str, float]] = field(default_factory=dict)
+    shares: Mapping[ModelKey, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LedgerSnapshot:
     usd_total: Mapping[tuple[str, str, str, str], float]  # (model, version, workload, resource)
     idle_usd_total: Mapping[tuple[str, str, str], float]  # (model, version, resource)
@@ -107,11 +117,15 @@ class CostLedger:
         return rates
 
     def _set_rates(self, rates: dict[str, float], shares: dict[ModelKey, float]) -> None:
-        self._budget_rate_usd_per_hour = {}
+        tenant_budgets = {b.name for b in self._config.budgets if b.selector.tenants}
+        self._budget_rate_usd_per_hour = {k: v for k, v in self._budget_rate_usd_per_hour.items()
+                                          if k in tenant_budgets}  # set by add_budget_spend
         for model in self._config.models:
             for resource, rate in rates.items():
                 self._hourly[(*model.key, model.workload, resource)] = rate * shares[model.key]
         for budget in self._config.budgets:
+            if budget.selector.tenants:
+                continue
             self._budget_rate_usd_per_hour[budget.name] = sum(
                 rate * shares[m.key] for m in self._config.models if budget.selector.matches(m)
                 for rate in rates.values())
@@ -142,11 +156,12 @@ class CostLedger:
             idle["memory"] = 1.0 - min(max(usage.memory_used_bytes / (allocation.memory_gib * GIB), 0.0), 1.0)
         return idle
 
-    def record(self, usage: Usage) -> None:
-        """Accrue the cost of one measured interval."""
+    def record(self, usage: Usage) -> IntervalCost:
+        """Accrue the cost of one measured interval; returns what each model was charged for it."""
         seconds = usage.end - usage.start
         if seconds <= 0:
-            return
+            return IntervalCost(usage.start, usage.end)
+        by_model: dict[ModelKey, dict[str, float]] = {}
         with self._lock:
             hours = seconds / 3600.0
             rates = self._resource_rates(usage.gpu_power_watts)
@@ -158,6 +173,7 @@ class CostLedger:
                 for resource, rate in rates.items():
                     cost = rate * hours * share
                     model_cost += cost
+                    by_model.setdefault(model.key, {})[resource] = cost
                     self._usd[(*model.key, model.workload, resource)] += cost
                     if resource in idle:
                         self._idle[(*model.key, resource)] += cost * idle[resource]
@@ -172,6 +188,7 @@ class CostLedger:
                 self._record_budgets(model, model_cost, usage)
             self._set_rates(rates, shares)
             self._prune(usage.end)
+        return IntervalCost(usage.start, usage.end, by_model, shares)
 
     def _record_budgets(self, model: Model, cost: float, usage: Usage) -> None:
         seconds = usage.end - usage.start
@@ -182,7 +199,19 @@ class CostLedger:
                 self._budget_period_end[key] = period.end
 
     def _matching_budgets(self, model: Model) -> list[Budget]:
-        return [b for b in self._config.budgets if b.selector.matches(model)]
+        return [b for b in self._config.budgets if b.selector.matches(model) and not b.selector.tenants]
+
+    def add_budget_spend(self, name: str, start: float, end: float, usd: float) -> None:
+        """Count spend measured elsewhere (a tenant budget's share of its models' cost) against a budget."""
+        budget = next((b for b in self._config.budgets if b.name == name), None)
+        if budget is None or end <= start:
+            return
+        with self._lock:
+            for period, part in split_by_period(budget.period, start, end):
+                key = (budget.name, period.label)
+                self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
+                self._budget_period_end[key] = period.end
+            self._budget_rate_usd_per_hour[name] = usd / ((end - start) / 3600.0)
 
     def _prune(self, now: float) -> None:
         horizon = now - self._config.collection.cost_window_seconds
