@@ -81,7 +81,7 @@ class TenantLedger:
                 per_model.setdefault(key, {}).setdefault(tenant_name(raw_tenant), {})[kind] = value
         charged: dict[ModelKey, dict[str, float]] = {}
         with self._lock:
-            for key in sorted(set(covered) & self._models):
+            for key in sorted(set(covered) & self._models & set(interval.by_model)):
                 buckets = self._buckets(key, per_model.get(key, {}))
                 usd = sum(interval.by_model.get(key, {}).values())
                 parts = phases.get(key) or {"all": usd}

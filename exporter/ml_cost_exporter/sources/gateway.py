@@ -123,6 +123,9 @@ class GatewaySource:
             key = (name, label_block)
             if key in current:
                 continue
+            if len(current) >= self._max_series:  # full: the rest is counted, not parsed (bounded time)
+                reading.dropped_series += 1
+                continue
             try:
                 value = float(raw_value)
             except ValueError:
@@ -133,9 +136,6 @@ class GatewaySource:
                 continue
             counted = self._classify(name, labels)
             if not counted:
-                continue
-            if len(current) >= self._max_series:
-                reading.dropped_series += 1
                 continue
             current[key] = value
             previous = self._last.get(key)
