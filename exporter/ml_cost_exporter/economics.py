@@ -45,8 +45,9 @@ class TokenAccounting:
     """Gateway sources plus the phase and tenant accumulators, kept in step with the live config."""
 
     def __init__(self, config: Config, monotonic: Callable[[], float],
-                 fetch: Callable[[str], str] | None = None) -> None:
+                 fetch: Callable[[str], str] | None = None, read_gateways: bool = True) -> None:
         self._monotonic = monotonic
+        self._read_gateways = read_gateways  # off with the server collector
         self._fetch = fetch
         self.gateways: dict[str, GatewaySource] = {}
         models = [m.key for m in config.models]
@@ -66,7 +67,7 @@ class TokenAccounting:
         self.tenants.reconfigure(models, limit, _pinned_tenants(config))
         previous, self.gateways = self.gateways, {}
         collection = config.collection
-        for gateway in config.tenants.gateways if config.tenants else ():
+        for gateway in config.tenants.gateways if config.tenants and self._read_gateways else ():
             source = GatewaySource(gateway, collection.server_timeout_seconds, collection.max_body_bytes,
                                    collection.max_series_per_source, collection.interval_seconds,
                                    monotonic=self._monotonic, fetch=self._fetch)

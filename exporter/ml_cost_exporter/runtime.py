@@ -76,7 +76,8 @@ class Runtime:
             self._sample_gpu()
         self.rates = self._price(self.config)
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
-        self.tokens = TokenAccounting(self.config, clocks.monotonic, server_fetch)  # phases, cache, tenants
+        self.tokens = TokenAccounting(self.config, clocks.monotonic, server_fetch,  # phases, cache, tenants
+                                      read_gateways="server" in enabled)
 
     # --- construction helpers -------------------------------------------------
     def _load(self) -> Config:
@@ -194,7 +195,7 @@ class Runtime:
         return readings
 
     def _sample_gateways(self) -> list:
-        if "server" not in self.enabled or not self.tokens.gateways:
+        if not self.tokens.gateways:
             return []
         return self._timed("gateway", self.tokens.sample, lambda rs: all(r.ok for r in rs)) or []
 

@@ -222,3 +222,20 @@ def test_a_tenant_explosion_stays_bounded_in_series_and_memory(tmp_path, clock, 
                                      {"source": "gateway:http://gateway/metrics"}) == 2 * (keys - 10_000)
     assert retained < 16 * 1024 * 1024, f"{retained} bytes retained after a 100,000-key explosion"
     runtime.close()
+
+
+def test_a_reload_keeps_tenant_totals_and_gateway_counter_history(tmp_path, clock, fake_nvml):
+    text = config("vllm", TENANT_CONFIG.format(preset="litellm"))
+    runtime = make_runtime(tmp_path, clock, fake_nvml, text, {
+        "http://server/metrics": [server_text("vllm", s) for s in SERVER_STEPS],
+        "http://gateway/metrics": [litellm_text(feed) for feed in TENANT_FEEDS]})
+    run_intervals(runtime, clock, 1)
+    (tmp_path / "pricing.yaml").write_text(text.replace("max_tenants: 10", "max_tenants: 20"))
+    assert runtime.reload()
+    clock.advance(60)
+    runtime.tick()  # b's 2,000 new input tokens are a delta against the history kept over the reload
+    value = build_registry(runtime).get_sample_value
+    assert value("mlcost_exporter_tenants_limit") == 20
+    assert value("mlcost_tenant_usd_total", {**LLAMA, "tenant": "b"}) == \
+        pytest.approx(0.015 / 4 + 0.045 / 2 + INTERVAL_USD)
+    runtime.close()
