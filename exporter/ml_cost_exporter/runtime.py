@@ -18,6 +18,7 @@ from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
 from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
+from ml_cost_exporter.economics import TokenAccounting
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
@@ -79,12 +80,16 @@ class Runtime:
             self._sample_gpu()
         self.rates = self._price(self.config)
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
+        self.tokens = TokenAccounting(self.config, clocks.monotonic, server_fetch,  # phases, cache, tenants
+                                      read_gateways="server" in enabled)
         self.max_gap_seconds = max_gap_seconds
         self.state_restored = False
         self.state_gap_accrued_seconds = 0.0
         self.checkpointer = Checkpointer(Path(storage_path), clocks.wall) if storage_path else None
         if self.checkpointer is not None:
             self.checkpointer.register("ledger", self.ledger)  # other stateful parts register here, before restore
+            self.checkpointer.register("tokens", self.tokens.economics)
+            self.checkpointer.register("tenants", self.tokens.tenants)
             self._restore()
 
     def _restore(self) -> None:
@@ -190,13 +195,15 @@ class Runtime:
                     self.gpu_source.set_visible(self.process_source.gpu_devices())
             gpu = self._sample_gpu() if self.gpu_source is not None else None
             readings = self._sample_servers()
+            gateway_readings = self._sample_gateways()
             now = self.clocks.wall()
             with self._lock:
                 if self._gpu_signature() != previous_gpus:
                     self.rates = self._price(self.config)  # GPUs appeared or went away: price what is there
                     self.ledger.reconfigure(self.config, self.rates, now)
                 usage = self._usage(self._last_tick, now, gpu, process, readings)
-                self.ledger.record(usage)
+                interval = self.ledger.record(usage)
+                self.tokens.account(interval, readings, gateway_readings, self.ledger)
             self._last_tick = now
             if self.checkpointer is not None:
                 self.checkpointer.write()
@@ -223,6 +230,11 @@ class Runtime:
 
         self._timed("server", sample_all, lambda rs: all(r.ok for r in rs))
         return readings
+
+    def _sample_gateways(self) -> list:
+        if not self.tokens.gateways:
+            return []
+        return self._timed("gateway", self.tokens.sample, lambda rs: all(r.ok for r in rs)) or []
 
     def _usage(self, start: float, end: float, gpu: GpuSample | None, process: ProcessSample | None,
                readings: list[ServerReading]) -> Usage:
@@ -274,6 +286,7 @@ class Runtime:
             now = self.clocks.wall()
             self.rates = self._price(config)
             self.ledger.reconfigure(config, self.rates, now)
+            self.tokens.reconfigure(config)
             self.reload_successful = True
             self.reload_success_timestamp = now
         log.info("config reloaded from %s", self.config_path)
@@ -322,3 +335,4 @@ class Runtime:
             self.gpu_source.close()
         for source in self.servers.values():
             source.close()
+        self.tokens.close()

@@ -13,6 +13,9 @@ from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
 QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens", "compute_seconds")
+# Token economics (docs/tokens.md): phase timing and prompt tokens served from the prefix cache.
+PHASE_QUANTITIES = ("prefill_seconds", "decode_seconds", "cached_prompt_tokens")
+QUANTITIES = (*QUANTITIES, *PHASE_QUANTITIES)
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

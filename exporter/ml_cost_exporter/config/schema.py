@@ -23,6 +23,7 @@ from ml_cost_exporter.config.catalog import (
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, check_number, load_located, suggest
 from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
+from ml_cost_exporter.config.tokens import Tenants, TokenWeights, parse_tenants, parse_weights
 
 PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
 WORKLOADS = ("inference", "training")
@@ -95,6 +96,7 @@ class Model:
 class Selector:
     models: tuple[str, ...]
     labels: Mapping[str, str]
+    tenants: tuple[str, ...] = ()  # a tenant budget counts only these tenants' share of the models' cost
 
     def matches(self, model: Model) -> bool:
         if self.models and model.name not in self.models:
@@ -137,6 +139,8 @@ class Config:
     collection: Collection
     source: str = "<embedded defaults>"
     catalog: Catalog = field(default_factory=embedded_catalog, repr=False, compare=False)
+    token_weights: TokenWeights = field(default_factory=TokenWeights)
+    tenants: Tenants | None = None
 
 
 DEFAULT_MODEL_NAME = "default"
@@ -308,6 +312,7 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
             raise located_model.error(f'no model named "{located_model.value}"'
                                       f'{suggest(str(located_model.value), known_models)}')
     labels = selector_section.string_map("labels")
+    tenants = tuple(str(t.value) for t in selector_section.items("tenants"))
     for shorthand in ("team", "project", "env"):
         value = selector_section.string(shorthand)
         if value is not None:
@@ -319,7 +324,7 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
         name=name,
         amount_usd=section.number("amount_usd", required=True, minimum=0, exclusive_minimum=True),
         period=section.string("period", "month", choices=PERIODS),
-        selector=Selector(model_names, MappingProxyType(labels)),
+        selector=Selector(model_names, MappingProxyType(labels), tenants),
         thresholds=thresholds,
     )
     section.finish()
@@ -379,6 +384,9 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Conf
         if budget.name in names:
             raise item.error(f'budget "{budget.name}" is defined twice')
         names.add(budget.name)
+    tenants = parse_tenants(root.section("tenants"),
+                            [(m.key, m.server.model if m.server else m.name) for m in models])
+    _check_tenant_budgets(root, budgets, tenants)
     config = Config(
         pricing=pricing,
         allocation=allocation,
@@ -389,9 +397,20 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Conf
         collection=_collection(root.section("collection")),
         source=source,
         catalog=catalog,
+        token_weights=parse_weights(root.section("tokens")),
+        tenants=tenants,
     )
     root.finish()
     return config
+
+
+def _check_tenant_budgets(root: Section, budgets: tuple[Budget, ...], tenants: Tenants | None) -> None:
+    """A budget that selects tenants needs a gateway to count them, and room to track each one."""
+    named = {t for b in budgets for t in b.selector.tenants}
+    if named and tenants is None:
+        raise root.missing("tenants", "is required: a budget selects tenants, so a gateway must count them")
+    if tenants is not None and len(named) > tenants.max_tenants:
+        raise root.raw("tenants").error(f"budgets name {len(named)} tenants; max_tenants is {tenants.max_tenants}")
 
 
 def with_pod_labels(config: Config, pod_labels: Mapping[str, str]) -> Config:

@@ -142,11 +142,15 @@ class CostLedger:
         return rates
 
     def _set_rates(self, rates: dict[str, float], shares: dict[ModelKey, float]) -> None:
-        self._budget_rate_usd_per_hour = {}
+        tenant_budgets = {b.name for b in self._config.budgets if b.selector.tenants}
+        self._budget_rate_usd_per_hour = {k: v for k, v in self._budget_rate_usd_per_hour.items()
+                                          if k in tenant_budgets}  # set by add_budget_spend
         for model in self._config.models:
             for resource, rate in rates.items():
                 self._hourly[(*model.key, model.workload, resource)] = rate * shares[model.key]
         for budget in self._config.budgets:
+            if budget.selector.tenants:
+                continue
             self._budget_rate_usd_per_hour[budget.name] = sum(
                 rate * shares[m.key] for m in self._config.models if budget.selector.matches(m)
                 for rate in rates.values())
@@ -251,7 +255,19 @@ class CostLedger:
                 self._budget_period_end[key] = period.end
 
     def _matching_budgets(self, model: Model) -> list[Budget]:
-        return [b for b in self._config.budgets if b.selector.matches(model)]
+        return [b for b in self._config.budgets if b.selector.matches(model) and not b.selector.tenants]
+
+    def add_budget_spend(self, name: str, start: float, end: float, usd: float) -> None:
+        """Count spend measured elsewhere (a tenant budget's share of its models' cost) against a budget."""
+        budget = next((b for b in self._config.budgets if b.name == name), None)
+        if budget is None or end <= start:
+            return
+        with self._lock:
+            for period, part in split_by_period(budget.period, start, end):
+                key = (budget.name, period.label)
+                self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
+                self._budget_period_end[key] = period.end
+            self._budget_rate_usd_per_hour[name] = usd / ((end - start) / 3600.0)
 
     def _prune(self, now: float) -> None:
         horizon = now - self._config.collection.cost_window_seconds

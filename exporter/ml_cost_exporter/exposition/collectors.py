@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ml_cost_exporter import __version__
 from ml_cost_exporter.cost.ledger import IDLE_RESOURCES
+from ml_cost_exporter.exposition.tokens import TokenCollector
 from ml_cost_exporter.runtime import CollectorStatus, Runtime
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class ExporterCollector:
             up.add_metric(["nvml"], 1.0 if runtime.last_gpu is not None and runtime.last_gpu.ok else 0.0)
         if runtime.process_source is not None:
             up.add_metric(["psutil"], 1.0 if runtime.last_process is not None and runtime.last_process.ok else 0.0)
-        for source in runtime.servers.values():
+        for source in (*runtime.servers.values(), *runtime.tokens.gateways.values()):
             up.add_metric([source.name], 1.0 if source.last_reading.ok else 0.0)
         yield up
         dropped = CounterMetricFamily("mlcost_exporter_dropped_series",
@@ -230,6 +231,9 @@ class ExporterCollector:
         for source in runtime.servers.values():
             dropped.add_metric([source.name], runtime.dropped_series_total.get(source.name, 0.0))
             invalid.add_metric([source.name], runtime.invalid_samples_total.get(source.name, 0.0))
+        for source in runtime.tokens.gateways.values():
+            dropped.add_metric([source.name], runtime.tokens.dropped_series_total.get(source.name, 0.0))
+            invalid.add_metric([source.name], runtime.tokens.invalid_samples_total.get(source.name, 0.0))
         yield dropped
         yield invalid
         build = GaugeMetricFamily("mlcost_exporter_build_info", "Build information (always 1).",
@@ -299,6 +303,7 @@ def build_registry(runtime: Runtime) -> CollectorRegistry:
     scrape_status: dict[str, CollectorStatus] = {}
     monotonic = runtime.clocks.monotonic
     registry.register(SafeCollector(CostCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(TokenCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     if runtime.gpu_source is not None:
         registry.register(SafeCollector(GpuCollector(runtime), scrape_status, record=False, monotonic=monotonic))
     if runtime.process_source is not None:
