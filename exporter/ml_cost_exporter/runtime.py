@@ -16,15 +16,19 @@ from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
+from ml_cost_exporter.cost.energy import EnergyAccount
 from ml_cost_exporter.cost.ledger import CostLedger, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
+from ml_cost_exporter.cost.training import TrainingAccount
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
+from ml_cost_exporter.sources.energy import interval_energy_joules
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
 
 log = logging.getLogger(__name__)
 SAMPLED_COLLECTORS = ("gpu", "process", "server")
+TOKEN_QUANTITIES = {"prompt_tokens": "prompt", "generation_tokens": "generation"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class Runtime:
             self._sample_gpu()
         self.rates = self._price(self.config)
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
+        window = self.config.collection.cost_window_seconds
+        self.energy = EnergyAccount((m.key for m in self.config.models), self.config.energy, window)
+        self.training = TrainingAccount(self.config.models, window)
 
     # --- construction helpers -------------------------------------------------
     def _load(self) -> Config:
@@ -148,6 +155,7 @@ class Runtime:
         """Sample every source once and accrue the cost of the time since the last tick."""
         with self._tick_lock:
             previous_gpus = self._gpu_signature()
+            previous_sample = self.last_gpu
             process = None
             if self.process_source is not None:
                 process = self._timed("process", self.process_source.sample, lambda s: s.ok)
@@ -162,7 +170,12 @@ class Runtime:
                     self.rates = self._price(self.config)  # GPUs appeared or went away: price what is there
                     self.ledger.reconfigure(self.config, self.rates, now)
                 usage = self._usage(self._last_tick, now, gpu, process, readings)
-                self.ledger.record(usage)
+                interval = self.ledger.record(usage)
+                deltas, values = _server_quantities(readings)
+                joules = interval_energy_joules(previous_sample, gpu, now - self._last_tick)
+                epochs = {key: q["epochs"] for key, q in deltas.items() if "epochs" in q}
+                self.energy.record(interval, joules, usage.requests, epochs)
+                self.training.record(interval, deltas, values)
             self._last_tick = now
 
     def _gpu_signature(self) -> tuple:
@@ -200,19 +213,11 @@ class Runtime:
         if process is not None and process.ok and end > start:
             cpu_cores = process.cpu_seconds_delta / (end - start)
             memory = process.resident_memory_bytes
-        requests: dict = {}
-        tokens: dict = {}
-        compute: dict = {}
-        for reading in readings:
-            for key, quantities in reading.deltas.items():
-                for quantity, delta in quantities.items():
-                    if quantity == "requests":
-                        requests[key] = requests.get(key, 0.0) + delta
-                    elif quantity == "compute_seconds":
-                        compute[key] = compute.get(key, 0.0) + delta
-                    else:
-                        kind = "prompt" if quantity == "prompt_tokens" else "generation"
-                        tokens[(key, kind)] = tokens.get((key, kind), 0.0) + delta
+        deltas, _values = _server_quantities(readings)
+        requests = {key: q["requests"] for key, q in deltas.items() if "requests" in q}
+        compute = {key: q["compute_seconds"] for key, q in deltas.items() if "compute_seconds" in q}
+        tokens = {(key, kind): q[quantity] for key, q in deltas.items()
+                  for quantity, kind in TOKEN_QUANTITIES.items() if quantity in q}
         return Usage(start, end, utilization, power, cpu_cores, memory, requests, tokens, compute)
 
     # --- reload ---------------------------------------------------------------
@@ -239,6 +244,9 @@ class Runtime:
             now = self.clocks.wall()
             self.rates = self._price(config)
             self.ledger.reconfigure(config, self.rates, now)
+            window = config.collection.cost_window_seconds
+            self.energy.reconfigure((m.key for m in config.models), config.energy, window)
+            self.training.reconfigure(config.models, window)
             self.reload_successful = True
             self.reload_success_timestamp = now
         log.info("config reloaded from %s", self.config_path)
@@ -279,3 +287,16 @@ class Runtime:
             self.gpu_source.close()
         for source in self.servers.values():
             source.close()
+
+
+def _server_quantities(readings: list[ServerReading]) -> tuple[dict, dict]:
+    """Per-model increments and current values of every quantity, summed over the servers read."""
+    deltas: dict = {}
+    values: dict = {}
+    for reading in readings:
+        for target, source in ((deltas, reading.deltas), (values, reading.values)):
+            for key, quantities in source.items():
+                merged = target.setdefault(key, {})
+                for quantity, amount in quantities.items():
+                    merged[quantity] = merged.get(quantity, 0.0) + amount
+    return deltas, values

@@ -42,6 +42,19 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class IntervalCost:
+    """What one recorded interval cost each model, by resource, after attribution; never re-priced downstream."""
+
+    start: float
+    end: float
+    by_model: Mapping[ModelKey, Mapping[str, float]]
+    shares: Mapping[ModelKey, float]
+
+    def model_total(self, key: ModelKey) -> float:
+        return sum(self.by_model.get(key, {}).values())
+
+
+@dataclass(frozen=True)
 class LedgerSnapshot:
     usd_total: Mapping[tuple[str, str, str, str], float]  # (model, version, workload, resource)
     idle_usd_total: Mapping[tuple[str, str, str], float]  # (model, version, resource)
@@ -142,11 +155,12 @@ class CostLedger:
             idle["memory"] = 1.0 - min(max(usage.memory_used_bytes / (allocation.memory_gib * GIB), 0.0), 1.0)
         return idle
 
-    def record(self, usage: Usage) -> None:
-        """Accrue the cost of one measured interval."""
+    def record(self, usage: Usage) -> IntervalCost:
+        """Accrue the cost of one measured interval; returns what each model was charged for it."""
         seconds = usage.end - usage.start
         if seconds <= 0:
-            return
+            return IntervalCost(usage.start, usage.end, {}, {})
+        by_model: dict[ModelKey, dict[str, float]] = {}
         with self._lock:
             hours = seconds / 3600.0
             rates = self._resource_rates(usage.gpu_power_watts)
@@ -158,6 +172,7 @@ class CostLedger:
                 for resource, rate in rates.items():
                     cost = rate * hours * share
                     model_cost += cost
+                    by_model.setdefault(model.key, {})[resource] = cost
                     self._usd[(*model.key, model.workload, resource)] += cost
                     if resource in idle:
                         self._idle[(*model.key, resource)] += cost * idle[resource]
@@ -172,6 +187,7 @@ class CostLedger:
                 self._record_budgets(model, model_cost, usage)
             self._set_rates(rates, shares)
             self._prune(usage.end)
+        return IntervalCost(usage.start, usage.end, by_model, shares)
 
     def _record_budgets(self, model: Model, cost: float, usage: Usage) -> None:
         seconds = usage.end - usage.start

@@ -235,6 +235,86 @@ class ExporterCollector:
                                 value=runtime.reload_success_timestamp)
 
 
+class EnergyCollector:
+    """Measured GPU energy and its carbon, per model; absent until energy has been measured."""
+
+    name = "energy"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime
+        snapshot = runtime.energy.snapshot(runtime.clocks.wall())
+        families = [
+            (CounterMetricFamily, "mlcost_energy_joules", "Energy drawn by the pod's GPUs, attributed to the model "
+             "like its cost, joules (NVML's energy counter where the GPU has one, else power x time).",
+             snapshot.joules_total),
+            (CounterMetricFamily, "mlcost_carbon_grams", "Carbon of that energy: energy x PUE x the grid's carbon "
+             "intensity, grams CO2e.", snapshot.carbon_grams_total),
+            (GaugeMetricFamily, "mlcost_energy_per_1k_requests_joules", "GPU energy per 1,000 successful requests "
+             "over the rolling cost window, joules; absent without requests.", snapshot.joules_per_1k_requests),
+            (GaugeMetricFamily, "mlcost_training_energy_per_epoch_joules", "GPU energy per epoch of training over "
+             "the rolling cost window, joules; absent without progress.", snapshot.joules_per_epoch),
+        ]
+        for kind, name, help_text, values in families:
+            family = kind(name, help_text, labels=["model", "version"])
+            for (model, version), value in sorted(values.items()):
+                family.add_metric([model, version], value)
+            yield family
+        energy = runtime.config.energy
+        if energy.carbon_intensity_g_per_kwh is not None:
+            intensity = GaugeMetricFamily("mlcost_carbon_intensity_grams_per_kwh",
+                                          "Grid carbon intensity applied to energy, grams CO2e per kWh.",
+                                          labels=["region", "source"])
+            intensity.add_metric([energy.region or "", energy.source], energy.carbon_intensity_g_per_kwh)
+            yield intensity
+        yield GaugeMetricFamily("mlcost_power_usage_effectiveness_ratio",
+                                "Facility energy per unit of IT energy (PUE) applied to carbon.", value=energy.pue)
+
+
+class TrainingCollector:
+    """A training job's progress against its cost."""
+
+    name = "training"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime
+        ledger = runtime.ledger.snapshot(runtime.clocks.wall())
+        job_cost: dict = {}
+        for (model, version, _workload, _resource), value in ledger.usd_total.items():
+            job_cost[(model, version)] = job_cost.get((model, version), 0.0) + value
+        snapshot = runtime.training.snapshot(job_cost)
+        for unit, help_text in (("samples", "Training samples processed"), ("steps", "Training steps taken"),
+                                ("epochs", "Training epochs completed (fractions count)"),
+                                ("tokens", "Training tokens processed")):
+            quantity = "training_tokens" if unit == "tokens" else unit
+            family = CounterMetricFamily(f"mlcost_training_{unit}", f"{help_text} while the exporter watched, "
+                                         "from the job's own counters.", labels=["model", "version"])
+            for (model, version, total_unit), value in sorted(snapshot.progress_total.items()):
+                if total_unit == quantity:
+                    family.add_metric([model, version], value)
+            yield family
+        gauges = [
+            ("mlcost_training_cost_per_epoch_usd", "Accrued cost per epoch over the rolling cost window, USD; "
+             "absent while the job makes no progress.", snapshot.cost_per_epoch_usd),
+            ("mlcost_training_cost_per_1m_samples_usd", "Accrued cost per 1,000,000 training samples over the "
+             "rolling cost window, USD; absent while the job makes no progress.", snapshot.cost_per_1m_samples_usd),
+            ("mlcost_training_progress_ratio", "The job's progress: its epochs (else samples) counter over the "
+             "expected total, 0 to 1; absent without an expected total.", snapshot.progress_ratio),
+            ("mlcost_training_projected_cost_usd", "Projected cost of the job at completion: cost so far plus the "
+             "remaining work at the window's cost per unit, USD.", snapshot.projected_cost_usd),
+        ]
+        for name, help_text, values in gauges:
+            family = GaugeMetricFamily(name, help_text, labels=["model", "version"])
+            for (model, version), value in sorted(values.items()):
+                family.add_metric([model, version], value)
+            yield family
+
+
 class SafeCollector(Collector):
     """Runs one collector; on an exception drops its families and records the failure."""
 
@@ -269,6 +349,8 @@ def build_registry(runtime: Runtime) -> CollectorRegistry:
     scrape_status: dict[str, CollectorStatus] = {}
     monotonic = runtime.clocks.monotonic
     registry.register(SafeCollector(CostCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(EnergyCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(TrainingCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     if runtime.gpu_source is not None:
         registry.register(SafeCollector(GpuCollector(runtime), scrape_status, record=False, monotonic=monotonic))
     if runtime.process_source is not None:
