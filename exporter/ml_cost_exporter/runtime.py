@@ -81,6 +81,7 @@ class Runtime:
         window = self.config.collection.cost_window_seconds
         self.energy = EnergyAccount((m.key for m in self.config.models), self.config.energy, window)
         self.training = TrainingAccount(self.config.models, window)
+        self.server_values: dict = {}  # the last current value of every quantity read, per model
 
     # --- construction helpers -------------------------------------------------
     def _load(self) -> Config:
@@ -176,6 +177,7 @@ class Runtime:
                 epochs = {key: q["epochs"] for key, q in deltas.items() if "epochs" in q}
                 self.energy.record(interval, joules, usage.requests, epochs)
                 self.training.record(interval, deltas, values)
+                self.server_values = values
             self._last_tick = now
 
     def _gpu_signature(self) -> tuple:

@@ -13,14 +13,14 @@ from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
 QUANTITIES = ("requests", "prompt_tokens", "generation_tokens", "compute_seconds", *(
-    "samples", "steps", "epochs", "training_tokens", "expected_epochs", "expected_samples"))
+    "samples", "steps", "epochs", "training_tokens", "expected_epochs", "expected_samples", "quality"))
 # What a training job reports about its progress; a preset needs requests or one of these.
 PROGRESS_QUANTITIES = ("samples", "steps", "epochs")
 # A drop in these is a job restarted (often resumed from a checkpoint with its counters restored), not
 # new work: the new value becomes the baseline instead of counting as progress made since the last read.
 BASELINE_ON_RESET = (*PROGRESS_QUANTITIES, "training_tokens")
 # Read as their current value (gauges), not as counter increments.
-GAUGE_QUANTITIES = ("expected_epochs", "expected_samples")
+GAUGE_QUANTITIES = ("expected_epochs", "expected_samples", "quality")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

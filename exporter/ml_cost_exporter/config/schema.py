@@ -88,6 +88,7 @@ class Model:
     labels: Mapping[str, str]
     expected_epochs: float | None = None  # a training job's total, when known before the job exports one
     expected_samples: float | None = None
+    quality_higher_is_better: bool = True  # the server's `quality` figure: accuracy (higher) or error rate
 
     @property
     def key(self) -> tuple[str, str]:
@@ -306,6 +307,7 @@ def _model(item: Located) -> Model:
         labels=MappingProxyType(labels),
         expected_epochs=section.number("expected_epochs", minimum=0, exclusive_minimum=True),
         expected_samples=section.number("expected_samples", minimum=0, exclusive_minimum=True),
+        quality_higher_is_better=section.boolean("quality_higher_is_better", True),
     )
     section.finish()
     return model

@@ -273,6 +273,36 @@ class EnergyCollector:
                                 "Facility energy per unit of IT energy (PUE) applied to carbon.", value=energy.pue)
 
 
+class QualityCollector:
+    """A model's own quality figure beside its cost, so a cheaper version that loses accuracy shows."""
+
+    name = "quality"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime
+        per_1k = runtime.ledger.snapshot(runtime.clocks.wall()).cost_per_1k_usd
+        quality = GaugeMetricFamily("mlcost_model_quality", "The model's quality figure as its server reports it "
+                                    "(the preset's quality metric, e.g. accuracy or an eval score).",
+                                    labels=["model", "version"])
+        good = GaugeMetricFamily("mlcost_cost_per_1k_good_results_usd",
+                                 "Cost per 1,000 good results over the rolling cost window, USD: cost per 1k "
+                                 "divided by the good fraction (quality, or 1 - quality where lower is better, "
+                                 "for a quality between 0 and 1).", labels=["model", "version"])
+        for model in runtime.config.models:
+            figure = runtime.server_values.get(model.key, {}).get("quality")
+            if figure is None:
+                continue
+            quality.add_metric([model.name, model.version], figure)
+            fraction = figure if model.quality_higher_is_better else 1.0 - figure
+            if model.key in per_1k and 0.0 < fraction <= 1.0 and 0.0 <= figure <= 1.0:
+                good.add_metric([model.name, model.version], per_1k[model.key] / fraction)
+        yield quality
+        yield good
+
+
 class TrainingCollector:
     """A training job's progress against its cost."""
 
@@ -351,6 +381,7 @@ def build_registry(runtime: Runtime) -> CollectorRegistry:
     registry.register(SafeCollector(CostCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     registry.register(SafeCollector(EnergyCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     registry.register(SafeCollector(TrainingCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(QualityCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     if runtime.gpu_source is not None:
         registry.register(SafeCollector(GpuCollector(runtime), scrape_status, record=False, monotonic=monotonic))
     if runtime.process_source is not None:
