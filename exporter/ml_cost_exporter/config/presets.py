@@ -12,10 +12,18 @@ from types import MappingProxyType
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
-QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens", "compute_seconds")
+QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens", "compute_seconds", *(
+    "samples", "steps", "epochs", "training_tokens", "expected_epochs", "expected_samples", "quality"))
 # Token economics (docs/tokens.md): phase timing and prompt tokens served from the prefix cache.
 PHASE_QUANTITIES = ("prefill_seconds", "decode_seconds", "cached_prompt_tokens")
 QUANTITIES = (*QUANTITIES, *PHASE_QUANTITIES)
+# What a training job reports about its progress; a preset needs requests or one of these.
+PROGRESS_QUANTITIES = ("samples", "steps", "epochs")
+# A drop in these is a job restarted (often resumed from a checkpoint with its counters restored), not
+# new work: the new value becomes the baseline instead of counting as progress made since the last read.
+BASELINE_ON_RESET = (*PROGRESS_QUANTITIES, "training_tokens")
+# Read as their current value (gauges), not as counter increments.
+GAUGE_QUANTITIES = ("expected_epochs", "expected_samples", "quality")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -35,7 +43,7 @@ class Preset:
     description: str
     model_label: str | None
     version_label: str | None
-    metrics: Mapping[str, MetricSpec]  # quantity -> spec; "requests" is always present
+    metrics: Mapping[str, MetricSpec]  # quantity -> spec; "requests" or a progress quantity is present
 
 
 def parse_metric_spec(located: Located) -> MetricSpec:
@@ -72,8 +80,9 @@ def parse_preset(name: str, section: Section, base: Preset | None = None) -> Pre
         item = section.raw(quantity)
         if item is not None:
             metrics[quantity] = parse_metric_spec(item)
-    if "requests" not in metrics:
-        raise section.missing("requests", "is required: the counter of requests served")
+    if "requests" not in metrics and not any(q in metrics for q in PROGRESS_QUANTITIES):
+        raise section.missing("requests", "is required: the counter of requests served (or, for a training "
+                                          "job, samples, steps or epochs)")
     preset = Preset(
         name=name,
         description=section.string("description", default=base.description if base else ""),

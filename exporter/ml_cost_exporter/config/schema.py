@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
 
+from ml_cost_exporter.config.carbon import embedded_carbon_table
 from ml_cost_exporter.config.catalog import (
     CLOUD_PROVIDERS,
     PURCHASE_OPTIONS,
@@ -86,6 +87,9 @@ class Model:
     server: ServerSource | None
     target_cost_per_1k_usd: float | None
     labels: Mapping[str, str]
+    expected_epochs: float | None = None  # a training job's total, when known before the job exports one
+    expected_samples: float | None = None
+    quality_higher_is_better: bool = True  # the server's `quality` figure: accuracy (higher) or error rate
 
     @property
     def key(self) -> tuple[str, str]:
@@ -129,6 +133,16 @@ class Collection:
 
 
 @dataclass(frozen=True)
+class Energy:
+    """How measured GPU energy turns into carbon: the grid's intensity and the facility's overhead."""
+
+    carbon_intensity_g_per_kwh: float | None  # None: unknown, carbon series stay absent
+    pue: float
+    region: str | None
+    source: str
+
+
+@dataclass(frozen=True)
 class Config:
     pricing: Pricing
     allocation: Allocation
@@ -138,6 +152,7 @@ class Config:
     processes: ProcessSelection
     collection: Collection
     source: str = "<embedded defaults>"
+    energy: Energy = Energy(None, 1.0, None, "")
     catalog: Catalog = field(default_factory=embedded_catalog, repr=False, compare=False)
     token_weights: TokenWeights = field(default_factory=TokenWeights)
     tenants: Tenants | None = None
@@ -294,6 +309,9 @@ def _model(item: Located) -> Model:
         server=_server(server_section, name) if server_section else None,
         target_cost_per_1k_usd=section.number("target_cost_per_1k_usd", minimum=0, exclusive_minimum=True),
         labels=MappingProxyType(labels),
+        expected_epochs=section.number("expected_epochs", minimum=0, exclusive_minimum=True),
+        expected_samples=section.number("expected_samples", minimum=0, exclusive_minimum=True),
+        quality_higher_is_better=section.boolean("quality_higher_is_better", True),
     )
     section.finish()
     return model
@@ -364,6 +382,29 @@ def _collection(section: Section | None) -> Collection:
     return collection
 
 
+def _energy(section: Section | None, pricing: Pricing) -> Energy:
+    """Carbon intensity and PUE: configured, else the embedded table's for the provider's region."""
+    section = section or Section(Located({}, "", 0, "energy"))
+    intensity = section.number("carbon_intensity_g_per_kwh", minimum=0, maximum=2000)
+    pue = section.number("pue", minimum=1, maximum=3)
+    region = section.string("region")
+    source = "pricing config" if intensity is not None else ""
+    table = embedded_carbon_table().get(pricing.provider)
+    if table is not None:
+        if region is not None and region not in table.regions and intensity is None:
+            raise section.raw("region").error(
+                f'no carbon intensity known for {pricing.provider} region "{region}"'
+                f"{suggest(region, list(table.regions))}; set energy.carbon_intensity_g_per_kwh")
+        if intensity is None:
+            entry = table.regions[region or table.default_region]
+            intensity, source = entry.g_per_kwh, f"{entry.source}, {entry.year}"
+        pue = pue if pue is not None else table.pue
+    elif pue is None:
+        pue = pricing.onprem.pue
+    section.finish()
+    return Energy(intensity, pue, region or (table.default_region if table else None), source)
+
+
 def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Config:
     """Parse pricing-config YAML text; raises ConfigError naming file, line and key path."""
     catalog = catalog or embedded_catalog()
@@ -399,6 +440,7 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Conf
         catalog=catalog,
         token_weights=parse_weights(root.section("tokens")),
         tenants=tenants,
+        energy=_energy(root.section("energy"), pricing),
     )
     root.finish()
     return config

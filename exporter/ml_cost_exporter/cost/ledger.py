@@ -51,6 +51,9 @@ class IntervalCost:
     by_model: Mapping[ModelKey, Mapping[str, float]]  # USD of this interval by resource
     shares: Mapping[ModelKey, float]
 
+    def model_total(self, key: ModelKey) -> float:
+        return sum(self.by_model.get(key, {}).values())
+
 
 @dataclass(frozen=True)
 class GapOutcome:

@@ -16,7 +16,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ml_cost_exporter import __version__
 from ml_cost_exporter.cost.ledger import IDLE_RESOURCES
+from ml_cost_exporter.exposition.energy import EnergyCollector
 from ml_cost_exporter.exposition.tokens import TokenCollector
+from ml_cost_exporter.exposition.training import QualityCollector, TrainingCollector
 from ml_cost_exporter.runtime import CollectorStatus, Runtime
 
 log = logging.getLogger(__name__)
@@ -304,6 +306,9 @@ def build_registry(runtime: Runtime) -> CollectorRegistry:
     monotonic = runtime.clocks.monotonic
     registry.register(SafeCollector(CostCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     registry.register(SafeCollector(TokenCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(EnergyCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(TrainingCollector(runtime), scrape_status, record=True, monotonic=monotonic))
+    registry.register(SafeCollector(QualityCollector(runtime), scrape_status, record=True, monotonic=monotonic))
     if runtime.gpu_source is not None:
         registry.register(SafeCollector(GpuCollector(runtime), scrape_status, record=False, monotonic=monotonic))
     if runtime.process_source is not None:

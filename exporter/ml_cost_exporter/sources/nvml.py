@@ -28,6 +28,7 @@ class GpuReading:
     mig_gpu_instance: str = ""
     mig_compute_instance: str = ""
     parent_memory_total_bytes: float | None = None  # set on MIG devices
+    energy_joules: float | None = None  # NVML's total energy counter since the driver loaded, where the GPU has one
 
     @property
     def gpu_units(self) -> float:
@@ -158,7 +159,12 @@ class NvmlGpuSource:
             power = None
             with contextlib.suppress(pynvml.NVMLError_NotSupported):
                 power = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
-            out.append(GpuReading(index, uuid, name, utilization, float(memory.used), float(memory.total), power))
+            energy = None
+            # Volta and newer count energy in hardware; older GPUs answer NOT_SUPPORTED.
+            with contextlib.suppress(pynvml.NVMLError_NotSupported):
+                energy = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
+            out.append(GpuReading(index, uuid, name, utilization, float(memory.used), float(memory.total), power,
+                                  energy_joules=energy))
             if mig_devices:
                 return out  # the whole GPU is the pod's: its MIG devices are not priced again
         out.extend(m for m in mig_devices if self._wanted(index, m.uuid))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 
@@ -57,6 +58,7 @@ class ServerReading:
 
     ok: bool
     deltas: dict[ModelKey, dict[str, float]] = field(default_factory=dict)
+    values: dict[ModelKey, dict[str, float]] = field(default_factory=dict)  # current values, summed over series
     error: str | None = None
     series: int = 0
     dropped_series: int = 0
@@ -186,8 +188,13 @@ class ServerSource:
             # since the last fetch (a new label value, or a restarted server). A drop is a counter reset.
             delta = (0.0 if first else value) if previous is None else (
                 value - previous if value >= previous else value)
-            if delta:
-                for binding in bindings:
+            for binding in bindings:
+                values = reading.values.setdefault(binding.model, {})
+                values[binding.quantity] = values.get(binding.quantity, 0.0) + value * binding.scale
+                restarted = previous is not None and value < previous
+                if restarted and binding.quantity in BASELINE_ON_RESET:
+                    continue
+                if delta and binding.quantity not in GAUGE_QUANTITIES:
                     per_model = reading.deltas.setdefault(binding.model, {})
                     per_model[binding.quantity] = per_model.get(binding.quantity, 0.0) + delta * binding.scale
         self._last = current
