@@ -210,7 +210,7 @@ class Runtime:
                         requests[key] = requests.get(key, 0.0) + delta
                     elif quantity == "compute_seconds":
                         compute[key] = compute.get(key, 0.0) + delta
-                    else:
+                    elif quantity in ("prompt_tokens", "generation_tokens"):
                         kind = "prompt" if quantity == "prompt_tokens" else "generation"
                         tokens[(key, kind)] = tokens.get((key, kind), 0.0) + delta
         return Usage(start, end, utilization, power, cpu_cores, memory, requests, tokens, compute)

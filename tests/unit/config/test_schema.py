@@ -16,7 +16,7 @@ def test_example_config_parses_with_every_section_applied():
     assert config.allocation.vcpus == 8 and config.allocation.memory_gib == 64
     (model,) = config.models
     assert (model.name, model.version, model.server.preset.name) == ("fraud-detector", "v3", "vllm")
-    assert model.server.preset.metrics["requests"].metric == "vllm:request_success_total"
+    assert model.server.preset.metrics["requests"][0].metric == "vllm:request_success_total"
     assert dict(model.labels) == {"team": "risk", "project": "fraud", "env": "prod"}
     (budget,) = config.budgets
     assert budget.selector.matches(model) and budget.thresholds == (0.8, 0.9, 1.0, 1.1)
@@ -43,8 +43,8 @@ def test_generic_preset_reads_the_configured_counter_and_labels():
     """), "p.yaml")
     preset = config.models[0].server.preset
     assert preset.model_label == "app"
-    assert preset.metrics["requests"].match[0][1].fullmatch("200")
-    assert preset.metrics["compute_seconds"].scale == 1e-6
+    assert preset.metrics["requests"][0].match[0][1].fullmatch("200")
+    assert preset.metrics["compute_seconds"][0].scale == 1e-6
 
 
 def test_preset_keys_override_the_preset_and_keep_the_rest():
@@ -115,7 +115,7 @@ MALFORMED = [
      'p.yaml:3: models[0].server.url: "localhost:8000" is not an http:// or https:// URL'),
     ("models:\n  - name: m\n    server: {preset: vllm}\n", "models[0].server.url: is required"),
     ("models:\n  - name: m\n    server: {preset: generic, url: 'http://x/metrics'}\n",
-     "models[0].server.requests: is required: the counter of requests served"),
+     "models[0].server.requests: is required: the counter of successful requests"),
     ("models:\n  - name: m\n    server:\n      preset: generic\n      url: http://x/metrics\n"
      "      requests: {metric: '9bad'}\n",
      'p.yaml:6: models[0].server.requests.metric: "9bad" is not a valid Prometheus metric name'),
