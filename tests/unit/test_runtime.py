@@ -123,3 +123,21 @@ def test_an_unreadable_pod_labels_file_is_a_config_error(tmp_path, clock):
     with pytest.raises(ConfigError, match="cannot read pod labels"):
         Runtime(None, frozenset(), Clocks(clock.wall, clock.monotonic), environ={}, cgroup_root=tmp_path,
                 pod_labels_file=str(tmp_path / "missing"))
+
+
+def test_aborted_requests_are_neither_requests_nor_tokens(tmp_path, clock):
+    """Until the ledger accounts failures, a failed_requests delta must not fall into generation tokens."""
+    config = tmp_path / "pricing.yaml"
+    config.write_text("allocation: {vcpus: 4, memory_gib: 16}\n"
+                      "models: [{name: m, server: {preset: vllm, url: 'http://v/metrics'}}]\n")
+    bodies = iter([f'vllm:request_success_total{{finished_reason="{reason}",model_name="m"}} {n}\n'
+                   for reason, n in (("abort", 5), ("abort", 75))])
+    runtime = Runtime(str(config), frozenset({"server"}), Clocks(clock.wall, clock.monotonic), environ={},
+                      cgroup_root=tmp_path, server_fetch=lambda url: next(bodies))
+    for _ in range(2):
+        runtime.tick()
+        clock.advance(60)
+    snapshot = runtime.ledger.snapshot(clock.wall())
+    assert snapshot.requests_total[("m", "latest")] == 0
+    assert all(v == 0 for v in snapshot.tokens_total.values())
+    runtime.close()

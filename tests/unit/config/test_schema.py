@@ -176,3 +176,40 @@ def test_unreadable_and_non_utf8_files_are_config_errors(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match=r"binary\.yaml: not UTF-8 text"):
         load_config(binary)
+
+
+def test_a_quantity_may_sum_and_subtract_terms_with_match_and_exclude_filters():
+    config = parse_config(textwrap.dedent("""
+        models:
+          - name: m
+            server:
+              preset: generic
+              url: http://127.0.0.1:9000/metrics
+              requests: [{metric: all_total}, {metric: errors_total, subtract: true}]
+              failed_requests: {metric: errors_total, exclude: {reason: "rejected|throttled"}}
+    """), "p.yaml")
+    metrics = config.models[0].server.preset.metrics
+    assert [(t.metric, t.subtract) for t in metrics["requests"]] == [("all_total", False), ("errors_total", True)]
+    (exclude,) = metrics["failed_requests"][0].exclude
+    assert exclude[0] == "reason" and exclude[1].fullmatch("throttled") and not exclude[1].fullmatch("timeout")
+
+
+@pytest.mark.parametrize(("server", "expected"), [
+    ("requests: [{metric: e_total, subtract: true}]", "server.requests: every term subtracts"),
+    ("requests: []", "server.requests: expected at least one metric term"),
+    ("requests: {metric: r_total, exclude: {code: '('}}", "server.requests.exclude.code: invalid regular expression"),
+    ("requests: {metric: r_total, subtract: 'yes'}", "server.requests.subtract: expected true or false"),
+    ("requests: [{metric: 'bad name'}]", "is not a valid Prometheus metric name"),
+    ("failed_requests: {metric: f_total}", "server.requests: is required: the counter of successful requests"),
+])
+def test_bad_preset_terms_are_one_line_naming_the_place(server, expected):
+    text = f"models:\n  - name: m\n    server: {{preset: generic, url: 'http://h/metrics', {server}}}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "p.yaml")
+    assert "\n" not in str(caught.value) and expected in str(caught.value), str(caught.value)
+
+
+def test_a_server_that_counts_no_requests_may_declare_tokens_only():
+    config = parse_config("models:\n  - {name: g, server: {preset: llamacpp, url: 'http://h:8080/metrics'}}\n",
+                          "p.yaml")
+    assert "requests" not in config.models[0].server.preset.metrics
