@@ -172,3 +172,21 @@ def test_a_generic_server_with_failures_exports_them_and_they_weigh_in_attributi
     assert cpu["b"] == 3 * cpu["a"]  # b's 30 failures did three times a's work
     assert registry.get_sample_value("inference_cost_per_1k_usd", {"model": "b", "version": "latest"}) is None
     assert "mlcost_failed_requests_total" in generate_latest(registry).decode()
+
+
+def test_aborted_requests_are_neither_requests_nor_tokens(tmp_path, clock):
+    """Until the ledger accounts failures, a failed_requests delta must not fall into generation tokens."""
+    config = tmp_path / "pricing.yaml"
+    config.write_text("allocation: {vcpus: 4, memory_gib: 16}\n"
+                      "models: [{name: m, server: {preset: vllm, url: 'http://v/metrics'}}]\n")
+    bodies = iter([f'vllm:request_success_total{{finished_reason="{reason}",model_name="m"}} {n}\n'
+                   for reason, n in (("abort", 5), ("abort", 75))])
+    runtime = Runtime(str(config), frozenset({"server"}), Clocks(clock.wall, clock.monotonic), environ={},
+                      cgroup_root=tmp_path, server_fetch=lambda url: next(bodies))
+    for _ in range(2):
+        runtime.tick()
+        clock.advance(60)
+    snapshot = runtime.ledger.snapshot(clock.wall())
+    assert snapshot.requests_total[("m", "latest")] == 0
+    assert all(v == 0 for v in snapshot.tokens_total.values())
+    runtime.close()

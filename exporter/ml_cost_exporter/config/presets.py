@@ -1,4 +1,9 @@
-"""Inference-server presets: where each server keeps its request, token and compute counters."""
+"""Inference-server presets: where each server keeps its request, token and compute counters.
+
+A quantity is read from one or more terms, each a counter-like sample with label filters;
+a term marked `subtract` is taken away (successes = all requests - errors, for servers that
+count no successes). Adding a quantity is one entry in QUANTITIES and one line per preset.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ from types import MappingProxyType
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
+# `requests` are successful requests only; `failed_requests` are those the server admitted and
+# did not complete (errors, aborts, timeouts), never those it rejected before doing work.
 QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens", "compute_seconds", *(
     "samples", "steps", "epochs", "training_tokens", "expected_epochs", "expected_samples", "quality"))
+WORK_QUANTITIES = ("prompt_tokens", "generation_tokens", "compute_seconds")
 # Token economics (docs/tokens.md): phase timing and prompt tokens served from the prefix cache.
 PHASE_QUANTITIES = ("prefill_seconds", "decode_seconds", "cached_prompt_tokens")
 QUANTITIES = (*QUANTITIES, *PHASE_QUANTITIES)
@@ -27,14 +35,24 @@ GAUGE_QUANTITIES = ("expected_epochs", "expected_samples", "quality")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
+LabelFilters = tuple[tuple[str, re.Pattern[str]], ...]
+
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One counter-like sample to read, its unit scale and the label filters it must pass."""
+    """One counter-like sample to read: its unit scale, label filters and sign.
+
+    `match` patterns must match the whole label value (a missing label reads as ""); `exclude`
+    patterns must not. A `server_wide` series carries no model label and is read only when its
+    server serves a single model.
+    """
 
     metric: str
     scale: float = 1.0
-    match: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    match: LabelFilters = ()
+    exclude: LabelFilters = ()
+    subtract: bool = False
+    server_wide: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,27 +61,52 @@ class Preset:
     description: str
     model_label: str | None
     version_label: str | None
-    metrics: Mapping[str, MetricSpec]  # quantity -> spec; "requests" or a progress quantity is present
+    metrics: Mapping[str, tuple[MetricSpec, ...]]  # quantity -> terms, summed with their signs
+
+
+def _label_filters(section: Section, key: str) -> LabelFilters:
+    filters = []
+    filter_section = section.section(key)
+    if filter_section is not None:
+        for label, item in filter_section:
+            if not _LABEL_NAME.fullmatch(label):
+                raise item.error(f'"{label}" is not a valid label name')
+            if not isinstance(item.value, str | int | float) or isinstance(item.value, bool):
+                raise item.error("expected a regular expression string")
+            try:
+                filters.append((label, re.compile(str(item.value))))
+            except re.error as exc:
+                raise item.error(f"invalid regular expression: {exc}") from None
+    return tuple(filters)
 
 
 def parse_metric_spec(located: Located) -> MetricSpec:
+    """Read one term: `{metric, scale, match, exclude, subtract, server_wide}`."""
     section = Section(located)
     metric = section.string("metric", required=True)
     if not _METRIC_NAME.fullmatch(metric):
         raise section.raw("metric").error(f'"{metric}" is not a valid Prometheus metric name')
-    scale = section.number("scale", default=1.0, minimum=0, exclusive_minimum=True)
-    match = []
-    match_section = section.section("match")
-    if match_section is not None:
-        for label, item in match_section:
-            if not _LABEL_NAME.fullmatch(label):
-                raise item.error(f'"{label}" is not a valid label name')
-            try:
-                match.append((label, re.compile(str(item.value))))
-            except re.error as exc:
-                raise item.error(f"invalid regular expression: {exc}") from None
+    spec = MetricSpec(
+        metric=metric,
+        scale=section.number("scale", default=1.0, minimum=0, exclusive_minimum=True),
+        match=_label_filters(section, "match"),
+        exclude=_label_filters(section, "exclude"),
+        subtract=section.boolean("subtract", False),
+        server_wide=section.boolean("server_wide", False),
+    )
     section.finish()
-    return MetricSpec(metric, scale, tuple(match))
+    return spec
+
+
+def parse_quantity(located: Located) -> tuple[MetricSpec, ...]:
+    """A quantity is one term (a mapping) or a list of terms; at least one term adds."""
+    items = located.value if isinstance(located.value, list) else [located]
+    if not items:
+        raise located.error("expected at least one metric term")
+    terms = tuple(parse_metric_spec(item) for item in items)
+    if all(term.subtract for term in terms):
+        raise located.error("every term subtracts; at least one must add")
+    return terms
 
 
 def label_name(section: Section, key: str) -> str | None:
@@ -73,26 +116,28 @@ def label_name(section: Section, key: str) -> str | None:
     return value
 
 
+def _inherited_label(section: Section, key: str, base: str | None) -> str | None:
+    return label_name(section, key) if section.has(key) else base
+
+
 def parse_preset(name: str, section: Section, base: Preset | None = None) -> Preset:
     """Read a preset mapping; with `base`, keys given override the base preset's."""
     metrics = dict(base.metrics) if base else {}
     for quantity in QUANTITIES:
         item = section.raw(quantity)
         if item is not None:
-            metrics[quantity] = parse_metric_spec(item)
-    if "requests" not in metrics and not any(q in metrics for q in PROGRESS_QUANTITIES):
-        raise section.missing("requests", "is required: the counter of requests served (or, for a training "
-                                          "job, samples, steps or epochs)")
-    preset = Preset(
+            metrics[quantity] = parse_quantity(item)
+    if "requests" not in metrics and not any(q in metrics for q in (*WORK_QUANTITIES, *PROGRESS_QUANTITIES)):
+        raise section.missing("requests", "is required: the counter of successful requests (or, for a server "
+                                          "that counts none, prompt_tokens, generation_tokens or compute_seconds; "
+                                          "for a training job, samples, steps or epochs)")
+    return Preset(
         name=name,
         description=section.string("description", default=base.description if base else ""),
-        model_label=label_name(section, "model_label") if section.has("model_label") else (
-            base.model_label if base else None),
-        version_label=label_name(section, "version_label") if section.has("version_label") else (
-            base.version_label if base else None),
+        model_label=_inherited_label(section, "model_label", base.model_label if base else None),
+        version_label=_inherited_label(section, "version_label", base.version_label if base else None),
         metrics=MappingProxyType(metrics),
     )
-    return preset
 
 
 def parse_presets(text: str, source: str) -> Mapping[str, Preset]:
@@ -111,5 +156,3 @@ def embedded_presets() -> Mapping[str, Preset]:
         return parse_presets(text, "presets.yaml")
     except ConfigError as exc:
         raise RuntimeError(f"embedded server presets are invalid: {exc}") from exc
-
-

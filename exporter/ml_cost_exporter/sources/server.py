@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES
+from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES, LabelFilters
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 
@@ -67,23 +67,49 @@ class ServerReading:
 
 @dataclass(frozen=True)
 class _Binding:
-    """One model's claim on one metric name of the server."""
+    """One model's claim on one metric name of the server, with the sign it counts with."""
 
     model: ModelKey
     quantity: str
-    scale: float
-    model_label: str | None
+    factor: float  # the term's scale, negative for a subtracted term
+    model_label: str | None  # None: the series names no model (one-model server, or a server-wide term)
     model_value: str
     version_label: str | None
     version_value: str | None
-    match: tuple
+    match: LabelFilters
+    exclude: LabelFilters = ()
 
     def accepts(self, labels: dict[str, str]) -> bool:
         if self.model_label is not None and labels.get(self.model_label) != self.model_value:
             return False
         if self.version_value is not None and labels.get(self.version_label) != self.version_value:
             return False
-        return all(pattern.fullmatch(labels.get(name, "")) for name, pattern in self.match)
+        if not all(pattern.fullmatch(labels.get(name, "")) for name, pattern in self.match):
+            return False
+        return not any(pattern.fullmatch(labels.get(name, "")) for name, pattern in self.exclude)
+
+
+def _bindings_for(models: Sequence[Model], url: str) -> dict[str, list[_Binding]]:
+    """Every model's terms by metric name; server-wide terms only where the URL serves one model."""
+    bindings: dict[str, list[_Binding]] = {}
+    skipped = set()
+    for model in models:
+        server = model.server
+        for quantity, terms in server.preset.metrics.items():
+            for term in terms:
+                if term.server_wide and len(models) > 1:
+                    skipped.add(term.metric)
+                    continue
+                per_model = not term.server_wide
+                bindings.setdefault(term.metric, []).append(_Binding(
+                    model.key, quantity, -term.scale if term.subtract else term.scale,
+                    server.preset.model_label if per_model else None, server.model,
+                    server.preset.version_label if per_model else None,
+                    server.version if per_model else None, term.match, term.exclude))
+    if skipped:
+        log.warning("%s serves %d models; server-wide series %s cannot be split between them and are not read",
+                    url, len(models), ", ".join(sorted(skipped)))
+    return bindings
 
 
 class ServerSource:
@@ -101,15 +127,12 @@ class ServerSource:
         self._monotonic = monotonic
         self._session: requests.Session | None = None
         self._fetch = fetch or self._fetch_with_session
-        self._bindings: dict[str, list[_Binding]] = {}
-        for model in models:
-            server = model.server
-            for quantity, spec in server.preset.metrics.items():
-                self._bindings.setdefault(spec.metric, []).append(_Binding(
-                    model.key, quantity, spec.scale, server.preset.model_label, server.model,
-                    server.preset.version_label, server.version, spec.match))
+        self._bindings = _bindings_for(models, url)
         self._pattern = sample_pattern(self._bindings)
         self._last: dict[tuple[str, str], float] = {}
+        # What subtracted terms took beyond what the adding terms gave, per (model, quantity): owed
+        # by the next increases, so a difference of two counters never goes negative nor loses counts.
+        self._owed: dict[tuple[ModelKey, str], float] = {}
         self._baseline_taken = False
         self._failures = 0
         self._next_attempt = 0.0
@@ -128,6 +151,7 @@ class ServerSource:
     def adopt_state(self, previous: ServerSource) -> None:
         """Carry counter history across a config reload that kept this server unchanged."""
         self._last = previous._last
+        self._owed = previous._owed
         self._baseline_taken = previous._baseline_taken
         self.last_reading = previous.last_reading
 
@@ -160,19 +184,13 @@ class ServerSource:
         reading = ServerReading(ok=True)
         current: dict[tuple[str, str], float] = {}
         first = not self._baseline_taken
+        sums: dict[tuple[ModelKey, str], float] = {}
         for name, label_block, raw_value in iter_samples(text, self._pattern):
             key = (name, label_block)
             if key in current:
                 continue  # a duplicated series: keep the first, as Prometheus does
-            try:
-                value = float(raw_value)
-            except ValueError:
-                reading.invalid_samples += 1
-                continue
-            if math.isnan(value) or math.isinf(value) or value < 0:
-                reading.invalid_samples += 1
-                continue
-            labels = parse_labels(label_block)
+            value = _sample_value(raw_value)
+            labels = parse_labels(label_block) if value is not None else None
             if labels is None:
                 reading.invalid_samples += 1
                 continue
@@ -184,27 +202,70 @@ class ServerSource:
                 continue
             current[key] = value
             previous = self._last.get(key)
-            # A series first seen at startup is a baseline; one that appears later started from zero
-            # since the last fetch (a new label value, or a restarted server). A drop is a counter reset.
-            delta = (0.0 if first else value) if previous is None else (
-                value - previous if value >= previous else value)
+            delta = _increase(previous, value, first)
+            restarted = previous is not None and value < previous
             for binding in bindings:
                 values = reading.values.setdefault(binding.model, {})
-                values[binding.quantity] = values.get(binding.quantity, 0.0) + value * binding.scale
-                restarted = previous is not None and value < previous
-                if restarted and binding.quantity in BASELINE_ON_RESET:
-                    continue
-                if delta and binding.quantity not in GAUGE_QUANTITIES:
-                    per_model = reading.deltas.setdefault(binding.model, {})
-                    per_model[binding.quantity] = per_model.get(binding.quantity, 0.0) + delta * binding.scale
-        self._last = current
+                values[binding.quantity] = values.get(binding.quantity, 0.0) + value * binding.factor
+                if not delta or binding.quantity in GAUGE_QUANTITIES or (
+                        restarted and binding.quantity in BASELINE_ON_RESET):
+                    continue  # a gauge has no increase; a restarted job's restored progress is not new work
+                slot = (binding.model, binding.quantity)
+                sums[slot] = sums.get(slot, 0.0) + delta * binding.factor
+        self._last = self._remembered(current)
         self._baseline_taken = True
         reading.series = len(current)
+        self._settle(sums, reading.deltas)
         if reading.dropped_series:
             log.warning("%s: %d series over the cap of %d were dropped", self.url, reading.dropped_series,
                         self._max_series)
         return reading
 
+    def _remembered(self, current: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+        """This fetch's values, plus the last value of series missing from it (up to the series cap).
+
+        A series absent for a fetch (a garbled line, a scrape of a replica mid-restart) that comes
+        back then counts only what it rose by, instead of its whole value as a new series would.
+        """
+        remembered = dict(current)
+        for key, value in self._last.items():
+            if len(remembered) >= self._max_series:
+                break
+            remembered.setdefault(key, value)
+        return remembered
+
+    def _settle(self, sums: dict[tuple[ModelKey, str], float], deltas: dict[ModelKey, dict[str, float]]) -> None:
+        """Turn signed sums into non-negative deltas, carrying any shortfall to the next fetch."""
+        for slot in set(sums) | set(self._owed):
+            total = sums.get(slot, 0.0) + self._owed.pop(slot, 0.0)
+            if total < 0:
+                self._owed[slot] = total
+            elif total > 0:
+                model, quantity = slot
+                deltas.setdefault(model, {})[quantity] = total
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
+
+
+def _sample_value(raw: str) -> float | None:
+    """A counter sample's value; None for anything a counter cannot hold (NaN, infinite, negative, text)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return None
+    return value
+
+
+def _increase(previous: float | None, value: float, first: bool) -> float:
+    """How much a series rose since the last fetch, read as Prometheus `rate()` reads counters.
+
+    A series first seen at startup is a baseline; one that appears later started from zero since
+    the last fetch (a new label value, or a restarted server). A drop is a counter reset.
+    """
+    if previous is None:
+        return 0.0 if first else value
+    return value - previous if value >= previous else value

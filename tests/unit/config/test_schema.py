@@ -16,7 +16,7 @@ def test_example_config_parses_with_every_section_applied():
     assert config.allocation.vcpus == 8 and config.allocation.memory_gib == 64
     (model,) = config.models
     assert (model.name, model.version, model.server.preset.name) == ("fraud-detector", "v3", "vllm")
-    assert model.server.preset.metrics["requests"].metric == "vllm:request_success_total"
+    assert model.server.preset.metrics["requests"][0].metric == "vllm:request_success_total"
     assert dict(model.labels) == {"team": "risk", "project": "fraud", "env": "prod"}
     (budget,) = config.budgets
     assert budget.selector.matches(model) and budget.thresholds == (0.8, 0.9, 1.0, 1.1)
@@ -43,8 +43,8 @@ def test_generic_preset_reads_the_configured_counter_and_labels():
     """), "p.yaml")
     preset = config.models[0].server.preset
     assert preset.model_label == "app"
-    assert preset.metrics["requests"].match[0][1].fullmatch("200")
-    assert preset.metrics["compute_seconds"].scale == 1e-6
+    assert preset.metrics["requests"][0].match[0][1].fullmatch("200")
+    assert preset.metrics["compute_seconds"][0].scale == 1e-6
 
 
 def test_preset_keys_override_the_preset_and_keep_the_rest():
@@ -115,7 +115,7 @@ MALFORMED = [
      'p.yaml:3: models[0].server.url: "localhost:8000" is not an http:// or https:// URL'),
     ("models:\n  - name: m\n    server: {preset: vllm}\n", "models[0].server.url: is required"),
     ("models:\n  - name: m\n    server: {preset: generic, url: 'http://x/metrics'}\n",
-     "models[0].server.requests: is required: the counter of requests served"),
+     "models[0].server.requests: is required: the counter of successful requests"),
     ("models:\n  - name: m\n    server:\n      preset: generic\n      url: http://x/metrics\n"
      "      requests: {metric: '9bad'}\n",
      'p.yaml:6: models[0].server.requests.metric: "9bad" is not a valid Prometheus metric name'),
@@ -176,3 +176,40 @@ def test_unreadable_and_non_utf8_files_are_config_errors(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match=r"binary\.yaml: not UTF-8 text"):
         load_config(binary)
+
+
+def test_a_quantity_may_sum_and_subtract_terms_with_match_and_exclude_filters():
+    config = parse_config(textwrap.dedent("""
+        models:
+          - name: m
+            server:
+              preset: generic
+              url: http://127.0.0.1:9000/metrics
+              requests: [{metric: all_total}, {metric: errors_total, subtract: true}]
+              failed_requests: {metric: errors_total, exclude: {reason: "rejected|throttled"}}
+    """), "p.yaml")
+    metrics = config.models[0].server.preset.metrics
+    assert [(t.metric, t.subtract) for t in metrics["requests"]] == [("all_total", False), ("errors_total", True)]
+    (exclude,) = metrics["failed_requests"][0].exclude
+    assert exclude[0] == "reason" and exclude[1].fullmatch("throttled") and not exclude[1].fullmatch("timeout")
+
+
+@pytest.mark.parametrize(("server", "expected"), [
+    ("requests: [{metric: e_total, subtract: true}]", "server.requests: every term subtracts"),
+    ("requests: []", "server.requests: expected at least one metric term"),
+    ("requests: {metric: r_total, exclude: {code: '('}}", "server.requests.exclude.code: invalid regular expression"),
+    ("requests: {metric: r_total, subtract: 'yes'}", "server.requests.subtract: expected true or false"),
+    ("requests: [{metric: 'bad name'}]", "is not a valid Prometheus metric name"),
+    ("failed_requests: {metric: f_total}", "server.requests: is required: the counter of successful requests"),
+])
+def test_bad_preset_terms_are_one_line_naming_the_place(server, expected):
+    text = f"models:\n  - name: m\n    server: {{preset: generic, url: 'http://h/metrics', {server}}}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "p.yaml")
+    assert "\n" not in str(caught.value) and expected in str(caught.value), str(caught.value)
+
+
+def test_a_server_that_counts_no_requests_may_declare_tokens_only():
+    config = parse_config("models:\n  - {name: g, server: {preset: llamacpp, url: 'http://h:8080/metrics'}}\n",
+                          "p.yaml")
+    assert "requests" not in config.models[0].server.preset.metrics

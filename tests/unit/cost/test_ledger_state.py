@@ -174,9 +174,14 @@ def test_failed_requests_take_a_share_of_cost_but_cost_per_1k_divides_by_success
 
 
 def test_failed_requests_are_exported_only_for_models_whose_server_reports_them():
-    _, ledger = make_ledger()  # the vllm preset here has no failed_requests quantity
+    text = CONFIG.replace('server: {preset: vllm, url: "http://s/metrics"}}',
+                          'server: {preset: generic, url: "http://s/metrics", requests: {metric: ok_total}}}')
+    _, ledger = make_ledger(text)  # a server that counts no failures
     ledger.record(Usage(START, START + 60, requests={CHAT: 1}))
     assert ledger.snapshot(START + 60).failed_requests_total == {}
+    _, ledger = make_ledger()  # the vllm preset counts them: zero is a measurement
+    ledger.record(Usage(START, START + 60, requests={CHAT: 1}))
+    assert ledger.snapshot(START + 60).failed_requests_total == {CHAT: 0.0, EMBED: 0.0}
 
 
 def test_record_returns_the_interval_money_by_model_and_resource():
