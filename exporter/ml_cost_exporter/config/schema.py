@@ -28,7 +28,7 @@ from ml_cost_exporter.config.tokens import Tenants, TokenWeights, parse_tenants,
 
 PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
 WORKLOADS = ("inference", "training")
-PERIODS = ("month", "day", "week", "quarter")
+PERIODS = ("month", "day", "week", "quarter", "job")  # job: a training job's whole life
 ATTRIBUTIONS = ("requests", "compute_time")
 DEFAULT_THRESHOLDS = (0.8, 0.9, 1.0, 1.1)
 _MIG_PROFILE = re.compile(r"(\d+)g\.(\d+)gb")

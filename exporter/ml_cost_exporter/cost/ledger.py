@@ -73,7 +73,7 @@ class LedgerSnapshot:
     tokens_total: Mapping[tuple[str, str, str], float]  # (model, version, kind)
     cost_per_1k_usd: Mapping[ModelKey, float]  # only models with requests in the window
     budget_spend_usd: Mapping[tuple[str, str], float]  # (budget, period label)
-    budget_burn_rate: Mapping[str, float]
+    budget_burn_rate: Mapping[str, float]  # periodic budgets only
     budget_periods: Mapping[str, Period]
 
 
@@ -345,6 +345,8 @@ class CostLedger:
                 spend.setdefault((name, period.label), 0.0)
             burn = {}
             for budget in self._config.budgets:
+                if budget.period == "job":
+                    continue  # a job has no period length, so no affordable rate and no burn rate
                 affordable_per_hour = budget.amount_usd / (periods[budget.name].length_seconds / 3600.0)
                 burn[budget.name] = self._budget_rate_usd_per_hour.get(budget.name, 0.0) / affordable_per_hour
             return LedgerSnapshot(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 @dataclass(frozen=True)
 class Period:
-    label: str  # "2026-11", "2026-11-23", "2026-W48", "2026-Q4"
+    label: str  # "2026-11", "2026-11-23", "2026-W48", "2026-Q4", or "job"
     start: float  # Unix seconds, inclusive
     end: float  # Unix seconds, exclusive
 
@@ -17,8 +17,15 @@ class Period:
         return self.end - self.start
 
 
+# A job budget's period is the job's whole life: one period, labelled "job", that never ends within any
+# time a checkpoint can hold (timestamps are checked to lie between the years 2000 and 3000).
+JOB_PERIOD = Period("job", datetime(2000, 1, 1, tzinfo=UTC).timestamp(), datetime(2999, 1, 1, tzinfo=UTC).timestamp())
+
+
 def period_at(kind: str, timestamp: float) -> Period:
-    """The budget period of `kind` (month, day, week, quarter) that contains `timestamp`."""
+    """The budget period of `kind` (month, day, week, quarter, or job) that contains `timestamp`."""
+    if kind == "job":
+        return JOB_PERIOD
     moment = datetime.fromtimestamp(timestamp, UTC)
     if kind == "day":
         start = moment.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -141,11 +141,13 @@ class CostCollector:
             period = snapshot.budget_periods[budget.name]
             limit.add_metric([budget.name], budget.amount_usd)
             current.add_metric([budget.name, period.label], 1)
-            start.add_metric([budget.name], period.start)
-            end.add_metric([budget.name], period.end)
+            if budget.period != "job":  # a job's life has no known end: no bounds, no burn rate
+                start.add_metric([budget.name], period.start)
+                end.add_metric([budget.name], period.end)
             for threshold in budget.thresholds:
                 thresholds.add_metric([budget.name, f"{threshold:g}"], threshold)
-            burn.add_metric([budget.name], snapshot.budget_burn_rate[budget.name])
+            if budget.name in snapshot.budget_burn_rate:
+                burn.add_metric([budget.name], snapshot.budget_burn_rate[budget.name])
         yield from (limit, start, end, current, thresholds, burn)
 
 
