@@ -2,6 +2,7 @@
 
 - base/ml-cost-exporter-configmap.yaml from exporter/examples/pricing.example.yaml
 - base/ml-cost-exporter-prometheusrule.yaml from prometheus/rules/*.rules.yml
+- components/sidecar-dcgm/ml-cost-exporter-configmap-patch.yaml: the same example config with gpu.source: dcgm
 
 Run `python k8s/generate.py` after changing either; a test fails when they drift.
 """
@@ -42,6 +43,24 @@ def configmap() -> str:
                                                                                      sort_keys=False, width=200)
 
 
+DCGM_SOURCE = """  source: dcgm
+  dcgm:
+    url: http://${NODE_IP}:9400/metrics  # NODE_IP, POD_NAME, POD_NAMESPACE: set by the component's patch
+"""
+
+
+def dcgm_configmap_patch() -> str:
+    """The example config with the GPU source switched to the node's dcgm-exporter."""
+    source = REPO / "exporter" / "examples" / "pricing.example.yaml"
+    text = source.read_text()
+    if text.count("\n  source: nvml\n") != 1:
+        raise SystemExit(f"{source}: expected one `  source: nvml` line under gpu: to switch to dcgm")
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ml-cost-exporter-config"},
+            "data": {"pricing.yaml": text.replace("\n  source: nvml\n", "\n" + DCGM_SOURCE, 1)}}
+    return HEADER.format(source="exporter/examples/pricing.example.yaml") + yaml.dump(body, Dumper=_Dumper,
+                                                                                     sort_keys=False, width=200)
+
+
 def prometheusrule() -> str:
     groups = []
     for path in sorted((REPO / "prometheus" / "rules").glob("*.rules.yml")):
@@ -55,7 +74,8 @@ def prometheusrule() -> str:
 
 
 GENERATED = {"base/ml-cost-exporter-configmap.yaml": configmap,
-             "base/ml-cost-exporter-prometheusrule.yaml": prometheusrule}
+             "base/ml-cost-exporter-prometheusrule.yaml": prometheusrule,
+             "components/sidecar-dcgm/ml-cost-exporter-configmap-patch.yaml": dcgm_configmap_patch}
 
 if __name__ == "__main__":
     for name, build in GENERATED.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,8 @@ from ml_cost_exporter.cost.training import TrainingAccount
 from ml_cost_exporter.economics import TokenAccounting
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.energy import interval_energy_joules
-from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
+from ml_cost_exporter.sources.gpus import GpuMismatch, make_gpu_source
+from ml_cost_exporter.sources.nvml import GpuSample
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
 from ml_cost_exporter.storage.checkpoint import Checkpointer
@@ -65,6 +67,8 @@ class Runtime:
         self._lock = threading.RLock()
         self.config: Config = self._load()  # ConfigError propagates: exit 2 at startup
         self._config_digest = self._digest()
+        self.gpu_mismatch = GpuMismatch()
+        self._process_gpus: tuple[str, ...] | None = None
         self.gpu_source = self._make_gpu_source(self.config) if "gpu" in enabled else None
         self.process_source = ProcessSource(self.config.processes) if "process" in enabled else None
         self.servers: dict[str, ServerSource] = self._make_servers(self.config, {})
@@ -135,9 +139,8 @@ class Runtime:
             raise ConfigError(self.pod_labels_file, None, "", f"cannot read pod labels: {reason}") from None
         return with_pod_labels(config, labels)
 
-    def _make_gpu_source(self, config: Config) -> NvmlGpuSource:
-        return NvmlGpuSource(config.allocation.visible_devices, environ=self._environ,
-                             monotonic=self.clocks.monotonic)
+    def _make_gpu_source(self, config: Config):
+        return make_gpu_source(config, self._environ, self.clocks.monotonic)
 
     def _make_servers(self, config: Config, previous: dict[str, ServerSource]) -> dict[str, ServerSource]:
         if "server" not in self.enabled:
@@ -190,6 +193,8 @@ class Runtime:
         if sample is not None and not sample.ok:
             log.debug("gpu: %s", sample.error)
         self.last_gpu = sample
+        environ = os.environ if self._environ is None else self._environ
+        self.gpu_mismatch.check(self.config, sample, self.gpu_source, environ, self._process_gpus)
         return sample
 
     def tick(self) -> None:
@@ -202,7 +207,8 @@ class Runtime:
                 process = self._timed("process", self.process_source.sample, lambda s: s.ok)
                 self.last_process = process
                 if self.gpu_source is not None and self.config.allocation.devices_from_processes:
-                    self.gpu_source.set_visible(self.process_source.gpu_devices())
+                    self._process_gpus = self.process_source.gpu_devices()
+                    self.gpu_source.set_visible(self._process_gpus)
             gpu = self._sample_gpu() if self.gpu_source is not None else None
             readings = self._sample_servers()
             gateway_readings = self._sample_gateways()
@@ -288,6 +294,9 @@ class Runtime:
             self.reload_successful = False
             return False
         with self._lock:
+            if self.gpu_source is not None and config.gpu != self.config.gpu:
+                self.gpu_source.close()  # another GPU source, or dcgm-exporter elsewhere
+                self.gpu_source = self._make_gpu_source(config)
             self.config = config
             if self.gpu_source is not None:
                 self.gpu_source.set_visible(config.allocation.visible_devices)

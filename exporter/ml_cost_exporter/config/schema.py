@@ -30,6 +30,7 @@ PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
 WORKLOADS = ("inference", "training")
 PERIODS = ("month", "day", "week", "quarter", "job")  # job: a training job's whole life
 ATTRIBUTIONS = ("requests", "compute_time")
+GPU_SOURCES = ("nvml", "dcgm")
 DEFAULT_THRESHOLDS = (0.8, 0.9, 1.0, 1.1)
 _MIG_PROFILE = re.compile(r"(\d+)g\.(\d+)gb")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
@@ -143,6 +144,22 @@ class Energy:
 
 
 @dataclass(frozen=True)
+class DcgmSelection:
+    """Where the node's dcgm-exporter is and which of its GPUs are this pod's."""
+
+    url: str  # may hold ${VAR} placeholders, filled from the exporter's environment (e.g. ${NODE_IP})
+    pod: str | None  # None: the POD_NAME environment variable
+    namespace: str | None  # None: the POD_NAMESPACE environment variable
+    uuids: tuple[str, ...] | None  # select by GPU UUID (or index) instead of by pod
+
+
+@dataclass(frozen=True)
+class GpuSourceConfig:
+    source: str = "nvml"  # nvml | dcgm
+    dcgm: DcgmSelection | None = None  # set when source is dcgm
+
+
+@dataclass(frozen=True)
 class Config:
     pricing: Pricing
     allocation: Allocation
@@ -156,6 +173,7 @@ class Config:
     catalog: Catalog = field(default_factory=embedded_catalog, repr=False, compare=False)
     token_weights: TokenWeights = field(default_factory=TokenWeights)
     tenants: Tenants | None = None
+    gpu: GpuSourceConfig = GpuSourceConfig()
 
 
 DEFAULT_MODEL_NAME = "default"
@@ -405,6 +423,45 @@ def _energy(section: Section | None, pricing: Pricing) -> Energy:
     return Energy(intensity, pue, region or (table.default_region if table else None), source)
 
 
+def _device(item: Located) -> str:
+    if isinstance(item.value, int) and not isinstance(item.value, bool):
+        return str(item.value)  # a GPU index
+    return _name(item, "a GPU UUID or index")
+
+
+def _dcgm(section: Section) -> DcgmSelection:
+    url = section.string("url", required=True)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise section.raw("url").error(f'"{url}" is not an http:// or https:// URL')
+    uuids_item = section.raw("uuids")
+    uuids = None
+    if uuids_item is not None:
+        uuids = tuple(_device(item) for item in section.items("uuids"))
+        if not uuids:
+            raise uuids_item.error("give at least one GPU UUID, or leave uuids out to select by pod")
+    selection = DcgmSelection(url=url, pod=section.string("pod"), namespace=section.string("namespace"),
+                              uuids=uuids)
+    if uuids is not None and (selection.pod or selection.namespace):
+        raise uuids_item.error("select by uuids or by pod/namespace, not both")
+    section.finish()
+    return selection
+
+
+def _gpu_source(section: Section | None) -> GpuSourceConfig:
+    if section is None:
+        return GpuSourceConfig()
+    source = section.string("source", "nvml", choices=GPU_SOURCES)
+    dcgm_section = section.section("dcgm")
+    if source == "dcgm" and dcgm_section is None:
+        raise section.missing("dcgm", "is required with source: dcgm (at least its url)")
+    if source != "dcgm" and dcgm_section is not None:
+        raise dcgm_section.located.error("gpu.dcgm is read only with gpu.source: dcgm")
+    config = GpuSourceConfig(source, _dcgm(dcgm_section) if dcgm_section is not None else None)
+    section.finish()
+    return config
+
+
 def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Config:
     """Parse pricing-config YAML text; raises ConfigError naming file, line and key path."""
     catalog = catalog or embedded_catalog()
@@ -441,6 +498,7 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Conf
         token_weights=parse_weights(root.section("tokens")),
         tenants=tenants,
         energy=_energy(root.section("energy"), pricing),
+        gpu=_gpu_source(root.section("gpu")),
     )
     root.finish()
     return config

@@ -20,6 +20,7 @@ from ml_cost_exporter.exposition.energy import EnergyCollector
 from ml_cost_exporter.exposition.tokens import TokenCollector
 from ml_cost_exporter.exposition.training import QualityCollector, TrainingCollector
 from ml_cost_exporter.runtime import CollectorStatus, Runtime
+from ml_cost_exporter.sources.gpus import source_name
 
 log = logging.getLogger(__name__)
 GPU_LABELS = ["gpu", "uuid", "gpu_name", "mig_gpu_instance", "mig_compute_instance"]
@@ -220,7 +221,8 @@ class ExporterCollector:
                                "Whether the source could be read at the last attempt (1) or not (0).",
                                labels=["source"])
         if runtime.gpu_source is not None:
-            up.add_metric(["nvml"], 1.0 if runtime.last_gpu is not None and runtime.last_gpu.ok else 0.0)
+            up.add_metric([source_name(runtime.gpu_source)],
+                          1.0 if runtime.last_gpu is not None and runtime.last_gpu.ok else 0.0)
         if runtime.process_source is not None:
             up.add_metric(["psutil"], 1.0 if runtime.last_process is not None and runtime.last_process.ok else 0.0)
         for source in (*runtime.servers.values(), *runtime.tokens.gateways.values()):
@@ -238,8 +240,19 @@ class ExporterCollector:
         for source in runtime.tokens.gateways.values():
             dropped.add_metric([source.name], runtime.tokens.dropped_series_total.get(source.name, 0.0))
             invalid.add_metric([source.name], runtime.tokens.invalid_samples_total.get(source.name, 0.0))
+        gpu_source = runtime.gpu_source
+        if hasattr(gpu_source, "invalid_samples_total"):  # a source that parses text (dcgm)
+            dropped.add_metric([source_name(gpu_source)], gpu_source.dropped_series_total)
+            invalid.add_metric([source_name(gpu_source)], gpu_source.invalid_samples_total)
         yield dropped
         yield invalid
+        if gpu_source is not None:
+            mismatch = GaugeMetricFamily(
+                "mlcost_exporter_gpu_mismatch",
+                "1 while the allocation prices GPUs that the GPU source does not see (e.g. a runtime that hides "
+                "them from the container), else 0.", labels=["source"])
+            mismatch.add_metric([source_name(gpu_source)], 1.0 if runtime.gpu_mismatch.active else 0.0)
+            yield mismatch
         build = GaugeMetricFamily("mlcost_exporter_build_info", "Build information (always 1).",
                                   labels=["version", "pythonversion"])
         build.add_metric([__version__, platform.python_version()], 1)
