@@ -18,6 +18,7 @@ from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
 from ml_cost_exporter.cost.ledger import CostLedger, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
+from ml_cost_exporter.sources.deadline import DeadlineWorker
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.nvml import GpuSample, NvmlGpuSource
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
@@ -25,6 +26,12 @@ from ml_cost_exporter.sources.server import ServerReading, ServerSource
 
 log = logging.getLogger(__name__)
 SAMPLED_COLLECTORS = ("gpu", "process", "server")
+NVML_DEADLINE_SECONDS = 2.0  # a lost GPU can block an NVML call for seconds; the tick waits no longer
+
+
+def read_deadline(limit: float, interval: float) -> float:
+    """How long a tick waits for a source's read: its own limit, and never more than half an interval."""
+    return min(limit, interval / 2)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class Runtime:
         self.config: Config = self._load()  # ConfigError propagates: exit 2 at startup
         self._config_digest = self._digest()
         self.gpu_source = self._make_gpu_source(self.config) if "gpu" in enabled else None
+        self._gpu_worker = DeadlineWorker("gpu", self.gpu_source.sample) if self.gpu_source else None
+        self._server_workers: dict[str, tuple[ServerSource, DeadlineWorker[ServerReading]]] = {}
         self.process_source = ProcessSource(self.config.processes) if "process" in enabled else None
         self.servers: dict[str, ServerSource] = self._make_servers(self.config, {})
         self.last_gpu: GpuSample | None = None
@@ -138,8 +147,17 @@ class Runtime:
         return result
 
     def _sample_gpu(self) -> GpuSample | None:
-        sample = self._timed("gpu", self.gpu_source.sample, lambda s: s.ok)
-        if sample is not None and not sample.ok:
+        """The GPUs as NVML reads them within its deadline; None (and the last reading kept) when it hangs."""
+        started = self.clocks.monotonic()
+        deadline = read_deadline(NVML_DEADLINE_SECONDS, self.config.collection.interval_seconds)
+        finished, samples = self._gpu_worker.read(deadline)
+        sample = samples[-1] if finished and samples else None
+        self.collector_status["gpu"] = CollectorStatus(sample is not None and sample.ok,
+                                                       self.clocks.monotonic() - started)
+        if sample is None:
+            log.debug("gpu: NVML did not answer within %gs", deadline)
+            return None  # the allocation stays as last seen: cost keeps accruing from it
+        if not sample.ok:
             log.debug("gpu: %s", sample.error)
         self.last_gpu = sample
         return sample
@@ -170,22 +188,42 @@ class Runtime:
             return ()
         return tuple((g.uuid, g.name) for g in self.last_gpu.gpus)
 
+    def _server_worker(self, url: str, source: ServerSource) -> DeadlineWorker[ServerReading]:
+        bound = self._server_workers.get(url)
+        if bound is not None and bound[0] is source:
+            return bound[1]
+        if bound is not None:
+            bound[1].close()  # a reload replaced the source; it carried the counter history over
+        worker = DeadlineWorker(source.name, source.sample)
+        self._server_workers[url] = (source, worker)
+        return worker
+
     def _sample_servers(self) -> list[ServerReading]:
+        """Every server read in parallel, each in its own worker, waiting for all up to one deadline."""
+        for url in [u for u in self._server_workers if u not in self.servers]:
+            self._server_workers.pop(url)[1].close()
         if not self.servers:
             return []
+        started = self.clocks.monotonic()
+        collection = self.config.collection
+        deadline = started + read_deadline(collection.server_timeout_seconds, collection.interval_seconds)
+        workers = [(source, self._server_worker(url, source)) for url, source in self.servers.items()]
+        for _source, worker in workers:
+            worker.start()
         readings: list[ServerReading] = []
-
-        def sample_all() -> list[ServerReading]:
-            for source in self.servers.values():
-                reading = source.sample()
+        success = True
+        for source, worker in workers:
+            finished, results = worker.collect(deadline - self.clocks.monotonic())
+            if not finished:
+                log.debug("%s: no answer within the tick's deadline; its result counts when it comes", source.url)
+            success = success and finished and all(r.ok for r in results)
+            for reading in results:
                 readings.append(reading)
                 name = source.name
                 self.dropped_series_total[name] = self.dropped_series_total.get(name, 0.0) + reading.dropped_series
                 self.invalid_samples_total[name] = (self.invalid_samples_total.get(name, 0.0)
                                                     + reading.invalid_samples)
-            return readings
-
-        self._timed("server", sample_all, lambda rs: all(r.ok for r in rs))
+        self.collector_status["server"] = CollectorStatus(success, self.clocks.monotonic() - started)
         return readings
 
     def _usage(self, start: float, end: float, gpu: GpuSample | None, process: ProcessSample | None,
@@ -275,6 +313,10 @@ class Runtime:
             self._wake.clear()
 
     def close(self) -> None:
+        if self._gpu_worker is not None:
+            self._gpu_worker.close()
+        for _source, worker in self._server_workers.values():
+            worker.close()
         if self.gpu_source is not None:
             self.gpu_source.close()
         for source in self.servers.values():
