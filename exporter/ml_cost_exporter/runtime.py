@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.config.located import MAX_FILE_BYTES
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
 from ml_cost_exporter.cost.ledger import CostLedger, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
@@ -130,7 +131,8 @@ class Runtime:
         if self.config_path is None:
             return None
         try:
-            return hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()
+            with open(self.config_path, "rb") as handle:  # bounded: an oversized file is refused on load
+                return hashlib.sha256(handle.read(MAX_FILE_BYTES + 1)).hexdigest()
         except OSError:
             return None
 
