@@ -18,6 +18,7 @@ DEFAULT_PORT = 9945
 ENV_PREFIX = "MLCOST_"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 EXIT_CONFIG = 2
+UNLIMITED_REQUESTS = 1024  # "0 = no limit" still bounds the worker threads
 
 
 def env_name(flag: str) -> str:
@@ -27,6 +28,13 @@ def env_name(flag: str) -> str:
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _max_requests(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number or UNLIMITED_REQUESTS
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -51,6 +59,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", dest="telemetry_path")
     flag("--web.config.file", None, "Web config (exporter-toolkit format) for TLS and basic auth.",
          dest="web_config_file")
+    flag("--web.max-requests", "40", "Maximum number of requests served at once; the excess is answered 503. "
+                                     "0 means no limit.", dest="max_requests", type=_max_requests)
     flag("--log.level", "info", "Only log messages with this severity or above.", dest="log_level",
          choices=list(LOG_LEVELS))
     flag("--log.format", "logfmt", "Log line format.", dest="log_format", choices=["logfmt", "json"])
@@ -103,6 +113,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     enabled = frozenset(n for n in SAMPLED_COLLECTORS if getattr(args, f"collector_{n}"))
 
     from ml_cost_exporter.exposition.collectors import build_registry
+    from ml_cost_exporter.exposition.front import Limits
     from ml_cost_exporter.exposition.http import start_http_server
     from ml_cost_exporter.exposition.webconfig import load_web_config
 
@@ -114,7 +125,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CONFIG
     try:
         server, _thread = start_http_server(args.listen_address, build_registry(runtime), args.telemetry_path,
-                                            web_config)
+                                            web_config, Limits(max_requests=args.max_requests))
     except (OSError, ValueError) as exc:
         print(f"ml-cost-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
         return 1
