@@ -20,7 +20,8 @@ from ml_cost_exporter.config.errors import ConfigError
 
 MAX_FILE_BYTES = 1024 * 1024  # a pricing config is a few KiB; a catalog overlay a few hundred
 MAX_DEPTH = 64
-MAX_NODES = 100_000  # after alias expansion
+MAX_NODES = 50_000  # after alias expansion
+_EVENTS_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml scans ~15x faster where present
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def check_bounds(text: str, source: str, max_depth: int = MAX_DEPTH, max_nodes: 
     sizes: dict[str, int] = {}  # anchor -> nodes it stands for, once its node is complete
     stack: list[_Frame] = []
     nodes = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_EVENTS_LOADER):
         if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
             frame = stack.pop()
             if frame.anchor is not None:
