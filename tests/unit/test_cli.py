@@ -46,10 +46,11 @@ def test_help_lists_every_flag_with_its_environment_variable():
     assert "MLCOST_WEB_LISTEN_ADDRESS" in text
 
 
-def test_the_readme_pastes_the_current_help():
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_paste_the_current_help():
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     help_text = build_parser({}).format_help()
-    assert help_text.strip() in readme, "paste `ml-cost-exporter --help` into the README's Flags section"
+    assert any(help_text.strip() in page.read_text() for page in pages), \
+        "paste `ml-cost-exporter --help` into the README's (or docs') Flags section"
 
 
 def test_a_port_in_use_exits_1_with_a_message():
