@@ -30,6 +30,8 @@ def parse_duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f'"{text}" is not a duration like 90s, 15m or 1h30m')
     return sum(int(n) * _DURATION_SECONDS[u] for n, u in parts)
 
+UNLIMITED_REQUESTS = 1024  # "0 = no limit" still bounds the worker threads
+
 
 def env_name(flag: str) -> str:
     """--web.listen-address -> MLCOST_WEB_LISTEN_ADDRESS."""
@@ -38,6 +40,13 @@ def env_name(flag: str) -> str:
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _max_requests(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number or UNLIMITED_REQUESTS
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -70,6 +79,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     flag("--kubernetes.termination-message-path", "/dev/termination-log",
          "On stop, write each model's final cost, cost per epoch and energy here, if the file exists "
          "(Kubernetes creates it); empty to disable.", dest="termination_message_path")
+    flag("--web.max-requests", "40", "Maximum number of requests served at once; the excess is answered 503. "
+                                     "0 means no limit.", dest="max_requests", type=_max_requests)
     flag("--log.level", "info", "Only log messages with this severity or above.", dest="log_level",
          choices=list(LOG_LEVELS))
     flag("--log.format", "logfmt", "Log line format.", dest="log_format", choices=["logfmt", "json"])
@@ -112,7 +123,6 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LOG_LEVELS[level])
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -123,6 +133,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     enabled = frozenset(n for n in SAMPLED_COLLECTORS if getattr(args, f"collector_{n}"))
 
     from ml_cost_exporter.exposition.collectors import build_registry
+    from ml_cost_exporter.exposition.front import Limits
     from ml_cost_exporter.exposition.http import start_http_server
     from ml_cost_exporter.exposition.termination import write_termination_message
     from ml_cost_exporter.exposition.webconfig import load_web_config
@@ -136,7 +147,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CONFIG
     try:
         server, _thread = start_http_server(args.listen_address, build_registry(runtime), args.telemetry_path,
-                                            web_config)
+                                            web_config, Limits(max_requests=args.max_requests))
     except (OSError, ValueError) as exc:
         print(f"ml-cost-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
         return 1

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.config.located import MAX_FILE_BYTES
 from ml_cost_exporter.config.schema import Config, load_config, with_pod_labels
 from ml_cost_exporter.cost.energy import EnergyAccount
 from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, Usage
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
 from ml_cost_exporter.cost.training import TrainingAccount
 from ml_cost_exporter.economics import TokenAccounting
+from ml_cost_exporter.sources.deadline import DeadlineWorker
 from ml_cost_exporter.sources.discovery import read_pod_labels, resolve_allocation
 from ml_cost_exporter.sources.energy import interval_energy_joules
 from ml_cost_exporter.sources.gpus import GpuMismatch, make_gpu_source
@@ -35,6 +37,13 @@ SAMPLED_COLLECTORS = ("gpu", "process", "server")
 # Kubelet's crash-loop back-off tops out at 5 minutes; three of those still count as one pod life.
 DEFAULT_MAX_GAP_SECONDS = 900.0
 TOKEN_QUANTITIES = {"prompt_tokens": "prompt", "generation_tokens": "generation"}
+
+NVML_DEADLINE_SECONDS = 2.0  # a lost GPU can block an NVML call for seconds; the tick waits no longer
+
+
+def read_deadline(limit: float, interval: float) -> float:
+    """How long a tick waits for a source's read: its own limit, and never more than half an interval."""
+    return min(limit, interval / 2)
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,10 @@ class Runtime:
         self._config_digest = self._digest()
         self.gpu_mismatch = GpuMismatch()
         self._process_gpus: tuple[str, ...] | None = None
-        self.gpu_source = self._make_gpu_source(self.config) if "gpu" in enabled else None
+        self.gpu_source = self._gpu_worker = None
+        if "gpu" in enabled:
+            self._start_gpu_source(self.config)
+        self._server_workers: dict[str, tuple[ServerSource, DeadlineWorker[ServerReading]]] = {}
         self.process_source = ProcessSource(self.config.processes) if "process" in enabled else None
         self.servers: dict[str, ServerSource] = self._make_servers(self.config, {})
         self.last_gpu: GpuSample | None = None
@@ -139,8 +151,10 @@ class Runtime:
             raise ConfigError(self.pod_labels_file, None, "", f"cannot read pod labels: {reason}") from None
         return with_pod_labels(config, labels)
 
-    def _make_gpu_source(self, config: Config):
-        return make_gpu_source(config, self._environ, self.clocks.monotonic)
+    def _start_gpu_source(self, config: Config) -> None:
+        """The configured GPU source, read by a worker of its own so a hung read never holds up a tick."""
+        self.gpu_source = make_gpu_source(config, self._environ, self.clocks.monotonic)
+        self._gpu_worker = DeadlineWorker("gpu", self.gpu_source.sample)
 
     def _make_servers(self, config: Config, previous: dict[str, ServerSource]) -> dict[str, ServerSource]:
         if "server" not in self.enabled:
@@ -172,7 +186,8 @@ class Runtime:
         if self.config_path is None:
             return None
         try:
-            return hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()
+            with open(self.config_path, "rb") as handle:  # bounded: an oversized file is refused on load
+                return hashlib.sha256(handle.read(MAX_FILE_BYTES + 1)).hexdigest()
         except OSError:
             return None
 
@@ -189,8 +204,17 @@ class Runtime:
         return result
 
     def _sample_gpu(self) -> GpuSample | None:
-        sample = self._timed("gpu", self.gpu_source.sample, lambda s: s.ok)
-        if sample is not None and not sample.ok:
+        """The GPUs as NVML reads them within its deadline; None (and the last reading kept) when it hangs."""
+        started = self.clocks.monotonic()
+        deadline = read_deadline(NVML_DEADLINE_SECONDS, self.config.collection.interval_seconds)
+        finished, samples = self._gpu_worker.read(deadline)
+        sample = samples[-1] if finished and samples else None
+        self.collector_status["gpu"] = CollectorStatus(sample is not None and sample.ok,
+                                                       self.clocks.monotonic() - started)
+        if sample is None:
+            log.debug("gpu: NVML did not answer within %gs", deadline)
+            return None  # the allocation stays as last seen: cost keeps accruing from it
+        if not sample.ok:
             log.debug("gpu: %s", sample.error)
         self.last_gpu = sample
         environ = os.environ if self._environ is None else self._environ
@@ -235,22 +259,42 @@ class Runtime:
             return ()
         return tuple((g.uuid, g.name) for g in self.last_gpu.gpus)
 
+    def _server_worker(self, url: str, source: ServerSource) -> DeadlineWorker[ServerReading]:
+        bound = self._server_workers.get(url)
+        if bound is not None and bound[0] is source:
+            return bound[1]
+        if bound is not None:
+            bound[1].close()  # a reload replaced the source; it carried the counter history over
+        worker = DeadlineWorker(source.name, source.sample)
+        self._server_workers[url] = (source, worker)
+        return worker
+
     def _sample_servers(self) -> list[ServerReading]:
+        """Every server read in parallel, each in its own worker, waiting for all up to one deadline."""
+        for url in [u for u in self._server_workers if u not in self.servers]:
+            self._server_workers.pop(url)[1].close()
         if not self.servers:
             return []
+        started = self.clocks.monotonic()
+        collection = self.config.collection
+        deadline = started + read_deadline(collection.server_timeout_seconds, collection.interval_seconds)
+        workers = [(source, self._server_worker(url, source)) for url, source in self.servers.items()]
+        for _source, worker in workers:
+            worker.start()
         readings: list[ServerReading] = []
-
-        def sample_all() -> list[ServerReading]:
-            for source in self.servers.values():
-                reading = source.sample()
+        success = True
+        for source, worker in workers:
+            finished, results = worker.collect(deadline - self.clocks.monotonic())
+            if not finished:
+                log.debug("%s: no answer within the tick's deadline; its result counts when it comes", source.url)
+            success = success and finished and all(r.ok for r in results)
+            for reading in results:
                 readings.append(reading)
                 name = source.name
                 self.dropped_series_total[name] = self.dropped_series_total.get(name, 0.0) + reading.dropped_series
                 self.invalid_samples_total[name] = (self.invalid_samples_total.get(name, 0.0)
                                                     + reading.invalid_samples)
-            return readings
-
-        self._timed("server", sample_all, lambda rs: all(r.ok for r in rs))
+        self.collector_status["server"] = CollectorStatus(success, self.clocks.monotonic() - started)
         return readings
 
     def _sample_gateways(self) -> list:
@@ -295,8 +339,9 @@ class Runtime:
             return False
         with self._lock:
             if self.gpu_source is not None and config.gpu != self.config.gpu:
-                self.gpu_source.close()  # another GPU source, or dcgm-exporter elsewhere
-                self.gpu_source = self._make_gpu_source(config)
+                self._gpu_worker.close()  # another GPU source, or dcgm-exporter elsewhere
+                self.gpu_source.close()
+                self._start_gpu_source(config)
             self.config = config
             if self.gpu_source is not None:
                 self.gpu_source.set_visible(config.allocation.visible_devices)
@@ -354,6 +399,10 @@ class Runtime:
                     self.ledger.accrue_unmeasured(self._last_tick, now)
                 self._last_tick = max(self._last_tick, now)
                 self.checkpointer.write()
+        if self._gpu_worker is not None:
+            self._gpu_worker.close()
+        for _source, worker in self._server_workers.values():
+            worker.close()
         if self.gpu_source is not None:
             self.gpu_source.close()
         for source in self.servers.values():

@@ -9,12 +9,14 @@
  *   gpu IDX UTIL MEM_USED MEM_TOTAL POWER_MW LOST MIG UUID NAME...
  *   mig PARENT_IDX SLOT GI CI MEM_USED MEM_TOTAL UUID
  *   energy IDX MILLIJOULES       the GPU's total energy counter (without it: NOT_SUPPORTED)
+ *   hang MS                      every call on a device first blocks MS milliseconds (a GPU falling off the bus)
  * LOST=1 makes every call on that GPU return NVML_ERROR_GPU_IS_LOST (15).
  * UTIL=-1 or POWER_MW=-1 make those calls return NVML_ERROR_NOT_SUPPORTED (3).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_GPUS 16
 #define MAX_MIG 7
@@ -39,12 +41,14 @@ struct gpu {
 static struct gpu gpus[MAX_GPUS];
 static int gpu_count;
 static int init_rc;
+static int hang_ms;
 static int initialized;
 
 static void load_state(void) {
     memset(gpus, 0, sizeof gpus);
     gpu_count = 0;
     init_rc = 0;
+    hang_ms = 0;
     const char *path = getenv("FAKE_NVML_STATE");
     FILE *f = path ? fopen(path, "r") : NULL;
     if (!f) return;
@@ -55,6 +59,7 @@ static void load_state(void) {
         unsigned long long used, total;
         char uuid[96];
         if (sscanf(line, "init %d", &init_rc) == 1) continue;
+        if (sscanf(line, "hang %d", &hang_ms) == 1) continue;
         if (sscanf(line, "gpu %d %d %llu %llu %ld %d %d %95s %n", &idx, &util, &used, &total, &power, &lost,
                    &mig, uuid, &consumed) == 8 && idx >= 0 && idx < MAX_GPUS) {
             struct gpu *g = &gpus[idx];
@@ -91,6 +96,10 @@ static int is_mig(void *h) {
 static int check_gpu(void *h, struct gpu **out) {
     if (!initialized) return ERR_UNINITIALIZED;
     load_state();
+    if (hang_ms > 0) {
+        struct timespec pause = {hang_ms / 1000, (long)(hang_ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
     if (is_mig(h)) {
         struct mig *m = (struct mig *)h;
         if (gpus[m->parent].lost) return ERR_GPU_IS_LOST;

@@ -11,11 +11,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ml_cost_exporter.config.errors import ConfigError
+
+MAX_FILE_BYTES = 1024 * 1024  # a pricing config is a few KiB; a catalog overlay a few hundred
+MAX_DEPTH = 64
+MAX_NODES = 50_000  # after alias expansion
+_EVENTS_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml scans ~15x faster where present
 
 
 @dataclass(frozen=True)
@@ -84,9 +90,87 @@ def _convert(node: yaml.Node, source: str, path: str, scalars: yaml.SafeLoader) 
     return Located(value, source, line, path)
 
 
-def load_located(text: str, source: str) -> Located:
-    """Parse YAML text into a Located tree; syntax errors become ConfigError with a line."""
+@dataclass
+class _Frame:
+    """An open mapping or sequence while the event stream is scanned."""
+
+    path: str
+    anchor: str | None
+    nodes_before: int
+    mapping: bool
+    index: int = 0
+    key: str | None = None
+    expect_key: bool = True
+
+    def child_path(self) -> str:
+        if not self.mapping:
+            return _child_path(self.path, self.index)
+        return self.path if self.expect_key else _child_path(self.path, self.key or "?")
+
+    def advance(self, event: yaml.Event) -> None:
+        if not self.mapping:
+            self.index += 1
+        elif self.expect_key:
+            self.key = event.value if isinstance(event, yaml.ScalarEvent) else None
+            self.expect_key = False
+        else:
+            self.expect_key = True
+
+
+def check_bounds(text: str, source: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> None:
+    """Refuse YAML whose nesting or alias-expanded size is over the bounds, before it is composed."""
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for, once its node is complete
+    stack: list[_Frame] = []
+    nodes = 0
+    for event in yaml.parse(text, Loader=_EVENTS_LOADER):
+        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            frame = stack.pop()
+            if frame.anchor is not None:
+                sizes[frame.anchor] = nodes - frame.nodes_before
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        parent = stack[-1] if stack else None
+        path = parent.child_path() if parent else ""
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes and any(f.anchor == event.anchor for f in stack):
+                raise ConfigError(source, line, path, f"alias *{event.anchor} refers to a node that contains it")
+            nodes += sizes.get(event.anchor, 1)
+        else:
+            nodes += 1
+            if isinstance(event, yaml.ScalarEvent):
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            else:
+                stack.append(_Frame(path, event.anchor, nodes - 1, isinstance(event, yaml.MappingStartEvent)))
+                if len(stack) > max_depth:
+                    raise ConfigError(source, line, path, f"nested deeper than {max_depth} levels")
+        if nodes > max_nodes:
+            raise ConfigError(source, line, path, f"more than {max_nodes} values once aliases are expanded "
+                                                  "(an alias bomb?)")
+        if parent is not None:
+            parent.advance(event)
+
+
+def read_text(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """A config file's text, refusing files over `max_bytes` without reading them whole."""
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ConfigError(str(path), None, "", f"larger than {max_bytes} bytes")
     try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), None, "", "not UTF-8 text") from None
+
+
+def load_located(text: str, source: str) -> Located:
+    """Parse YAML text into a Located tree; syntax errors and hostile sizes become ConfigError with a line."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(source, None, "", f"larger than {MAX_FILE_BYTES} bytes")
+    try:
+        check_bounds(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -22,7 +22,7 @@ from ml_cost_exporter.config.catalog import (
     embedded_catalog,
 )
 from ml_cost_exporter.config.errors import ConfigError
-from ml_cost_exporter.config.located import Located, Section, check_number, load_located, suggest
+from ml_cost_exporter.config.located import Located, Section, check_number, load_located, read_text, suggest
 from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
 from ml_cost_exporter.config.tokens import Tenants, TokenWeights, parse_tenants, parse_weights
 
@@ -527,9 +527,7 @@ def load_config(path: str | Path | None) -> Config:
         return parse_config("", "<embedded defaults>")
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), None, "", "not UTF-8 text") from None
     return parse_config(text, path.name)

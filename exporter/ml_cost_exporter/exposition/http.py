@@ -1,4 +1,7 @@
-"""The HTTP endpoint: landing page, /metrics (telemetry path), /healthz; TLS and basic auth."""
+"""The HTTP endpoint: landing page, /metrics (telemetry path), /healthz; TLS and basic auth.
+
+Connections, deadlines and limits are the front server's (front.py); this module only routes.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,17 @@ import binascii
 import gzip
 import html
 import logging
-import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from ml_cost_exporter import __version__
+from ml_cost_exporter.exposition.front import FrontServer, Limits, Request, Response
 from ml_cost_exporter.exposition.webconfig import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
+TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 LANDING = """<!DOCTYPE html>
 <html><head><title>ml-cost-exporter</title></head>
@@ -36,88 +39,60 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    registry: CollectorRegistry
-    telemetry_path: str
-    auth: BasicAuth | None
+class Routes:
+    """The exporter's pages: metrics at the telemetry path, /healthz and a landing page; basic auth first."""
 
+    def __init__(self, registry: CollectorRegistry, telemetry_path: str, auth: BasicAuth | None) -> None:
+        self._registry = registry
+        self._telemetry_path = telemetry_path
+        self._auth = auth
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+    def __call__(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"only GET and HEAD\n", (("Allow", "GET, HEAD"), TEXT))
+        if not self._authorized(request):
+            return Response(401, b"", (("WWW-Authenticate", 'Basic realm="ml-cost-exporter"'),))
+        path = request.path
+        if path == self._telemetry_path:
+            return self._metrics(request)
+        if path == "/healthz":
+            return Response(200, b"ok\n", (TEXT,))
+        if path == "/":
+            page = LANDING.format(version=__version__, path=html.escape(self._telemetry_path))
+            return Response(200, page.encode(), (("Content-Type", "text/html; charset=utf-8"),))
+        return Response(404, b"not found\n", (TEXT,))
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = f"ml-cost-exporter/{__version__}"
-
-    def log_message(self, format: str, *args) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _authorized(self) -> bool:
-        auth = self.server.auth
-        if auth is None:
+    def _authorized(self, request: Request) -> bool:
+        if self._auth is None:
             return True
-        header = self.headers.get("Authorization", "")
-        if header.startswith("Basic "):
-            try:
-                user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                user, password = "", ""
-            if auth.check(user, password):
-                return True
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="ml-cost-exporter"')
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        return False
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return self._auth.check(user, password)
 
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if not self._authorized():
-            return
-        path = self.path.split("?", 1)[0]
-        if path == self.server.telemetry_path:
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            body = encoder(self.server.registry)
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                body = gzip.compress(body, compresslevel=1)
-                self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-        elif path == "/healthz":
-            self._reply(200, b"ok\n", "text/plain; charset=utf-8")
-        elif path == "/":
-            page = LANDING.format(version=__version__, path=html.escape(self.server.telemetry_path))
-            self._reply(200, page.encode(), "text/html; charset=utf-8")
-        else:
-            self._reply(404, b"not found\n", "text/plain; charset=utf-8")
-
-    do_HEAD = do_GET
+    def _metrics(self, request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(self._registry)
+        headers = [("Content-Type", content_type)]
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        return Response(200, body, tuple(headers))
 
 
 def start_http_server(address: str, registry: CollectorRegistry, telemetry_path: str,
-                      web_config: WebConfig | None) -> tuple[_Server, threading.Thread]:
+                      web_config: WebConfig | None,
+                      limits: Limits | None = None) -> tuple[FrontServer, threading.Thread]:
+    """Listen on `address` and serve in a background thread; TLS and basic auth as `web_config` says."""
     host, port = parse_listen_address(address)
-    server_class = _Server6 if ":" in host else _Server
-    server = server_class((host, port), _Handler)
-    server.registry = registry
-    server.telemetry_path = telemetry_path
-    server.auth = BasicAuth(web_config.basic_auth_users) if web_config and web_config.basic_auth_users else None
+    auth = BasicAuth(web_config.basic_auth_users) if web_config and web_config.basic_auth_users else None
     context = web_config.ssl_context() if web_config else None
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = FrontServer((host, port), Routes(registry, telemetry_path, auth), limits or Limits(), context,
+                         server_name=f"ml-cost-exporter/{__version__}")
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     return server, thread

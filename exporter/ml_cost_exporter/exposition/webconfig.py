@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_cost_exporter.config.errors import ConfigError
-from ml_cost_exporter.config.located import Section, load_located
+from ml_cost_exporter.config.located import Section, load_located, read_text
 
 TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
                 "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -43,7 +43,7 @@ class WebConfig:
 
 def load_web_config(path: str) -> WebConfig:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise ConfigError(path, None, "", f"cannot read: {exc.strerror or exc}") from None
     root = Section(load_located(text, Path(path).name))

@@ -16,18 +16,14 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ml_cost_exporter.config.catalog import Catalog
 from ml_cost_exporter.config.schema import DcgmSelection
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
-from ml_cost_exporter.sources.nvml import GpuReading, GpuSample, visible_devices
 
 # The one seam to the HTTP client: sources/fetch.py (a total deadline and a body cap) replaces this import.
-from ml_cost_exporter.sources.server import FetchError, fetch_metrics
-
-if TYPE_CHECKING:
-    import requests
+from ml_cost_exporter.sources.fetch import FetchError, KeptAliveFetch
+from ml_cost_exporter.sources.nvml import GpuReading, GpuSample, visible_devices
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +168,8 @@ class DcgmGpuSource:
         self._interval = interval
         self._monotonic = monotonic
         self._catalog = catalog
-        self._fetch = fetch or self._fetch_with_session
-        self._session: requests.Session | None = None
+        self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes)
+        self._fetch = fetch or self._fetcher
         self._visible = visible_devices(None, self._environ)
         self._energy: dict[tuple[str, str], tuple[float, float]] = {}  # entity -> (monotonic s, mJ)
         self._failures = 0
@@ -204,13 +200,6 @@ class DcgmGpuSource:
         if self._visible:
             return Selector(devices=self._visible)
         return None
-
-    def _fetch_with_session(self, url: str) -> str:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return fetch_metrics(self._session, url, self._timeout, self._max_bytes)
 
     def sample(self) -> GpuSample:
         if self._url_error is not None:
@@ -304,6 +293,4 @@ class DcgmGpuSource:
         return gpu_type.memory_gib * GIB if gpu_type else None
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        self._fetcher.close()

@@ -13,14 +13,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
-from ml_cost_exporter.sources.server import MAX_BACKOFF_SECONDS, FetchError, fetch_metrics
-
-if TYPE_CHECKING:
-    import requests
+from ml_cost_exporter.sources.fetch import FetchError, KeptAliveFetch
+from ml_cost_exporter.sources.server import MAX_BACKOFF_SECONDS
 
 log = logging.getLogger(__name__)
 ModelKey = tuple[str, str]
@@ -52,8 +49,8 @@ class GatewaySource:
         self._max_series = max_series
         self._interval = interval
         self._monotonic = monotonic
-        self._session: requests.Session | None = None
-        self._fetch = fetch or self._fetch_with_session
+        self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes)
+        self._fetch = fetch or self._fetcher
         self._kinds: dict[str, list[tuple[str, float, tuple]]] = {}
         for kind, spec in gateway.preset.metrics.items():
             self._kinds.setdefault(spec.metric, []).append((kind, spec.scale, spec.match))
@@ -68,13 +65,6 @@ class GatewaySource:
     def covered(self) -> frozenset[ModelKey]:
         """The models whose cost this gateway's tenants share."""
         return frozenset(self.gateway.models.values())
-
-    def _fetch_with_session(self, url: str) -> str:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return fetch_metrics(self._session, url, self._timeout, self._max_bytes)
 
     def adopt_state(self, previous: GatewaySource) -> None:
         """Carry counter history across a reload that kept this gateway unchanged."""
@@ -154,5 +144,4 @@ class GatewaySource:
         return reading
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        self._fetcher.close()

@@ -13,43 +13,16 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES, LabelFilters
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
-
-if TYPE_CHECKING:
-    import requests
+from ml_cost_exporter.sources.fetch import FetchError, KeptAliveFetch
 
 log = logging.getLogger(__name__)
 
 ModelKey = tuple[str, str]
 MAX_BACKOFF_SECONDS = 300.0
-
-
-class FetchError(Exception):
-    pass
-
-
-def fetch_metrics(session: requests.Session, url: str, timeout: float, max_bytes: int) -> str:
-    """GET `url`'s exposition text, refusing bodies over `max_bytes` (after decompression)."""
-    import requests  # imported on first use: a pod with no server configured never pays its memory
-
-    try:
-        with session.get(url, timeout=(min(timeout, 1.0), timeout), stream=True,
-                         headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}) as response:
-            if response.status_code != 200:
-                raise FetchError(f"HTTP {response.status_code}")
-            chunks, size = [], 0
-            for chunk in response.iter_content(chunk_size=65536):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"body larger than {max_bytes} bytes")
-                chunks.append(chunk)
-    except requests.RequestException as exc:
-        raise FetchError(type(exc).__name__ + ": " + str(exc).split("\n")[0][:200]) from None
-    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -125,8 +98,8 @@ class ServerSource:
         self._max_series = max_series
         self._interval = interval
         self._monotonic = monotonic
-        self._session: requests.Session | None = None
-        self._fetch = fetch or self._fetch_with_session
+        self._fetcher = KeptAliveFetch(timeout, max_bytes)
+        self._fetch = fetch or self._fetcher
         self._bindings = _bindings_for(models, url)
         self._pattern = sample_pattern(self._bindings)
         self._last: dict[tuple[str, str], float] = {}
@@ -137,13 +110,6 @@ class ServerSource:
         self._failures = 0
         self._next_attempt = 0.0
         self.last_reading = ServerReading(ok=False, error="not fetched yet")
-
-    def _fetch_with_session(self, url: str) -> str:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()  # keep-alive across fetches
-        return fetch_metrics(self._session, url, self._timeout, self._max_bytes)
 
     def same_bindings(self, other: ServerSource) -> bool:
         return self._bindings == other._bindings
@@ -245,8 +211,7 @@ class ServerSource:
                 deltas.setdefault(model, {})[quantity] = total
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        self._fetcher.close()
 
 
 def _sample_value(raw: str) -> float | None:

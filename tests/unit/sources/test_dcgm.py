@@ -211,7 +211,7 @@ def test_an_unreachable_exporter_fails_with_its_url_backs_off_and_recovers(expor
     source = make_source(exporter.url, VLLM_POD, clock)
     exporter.status = 500
     sample = source.sample()
-    assert not sample.ok and sample.gpus == () and sample.error == f"dcgm-exporter {exporter.url}: HTTP 500"
+    assert not sample.ok and sample.gpus == () and sample.error.startswith(f"dcgm-exporter {exporter.url}: HTTP 500")
     exporter.status = 200
     clock.advance(15)
     assert source.sample().ok  # the first failure backs off for one interval only
@@ -220,7 +220,7 @@ def test_an_unreachable_exporter_fails_with_its_url_backs_off_and_recovers(expor
         clock.advance(seconds)
         assert not source.sample().ok
     clock.advance(15)
-    assert "ConnectionError" in source.sample().error  # still backing off: the last error is repeated
+    assert "Connection" in source.sample().error  # still backing off: the last error is repeated
 
 
 def test_without_power_usage_the_energy_counter_gives_the_average_power(exporter):

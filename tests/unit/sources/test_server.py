@@ -3,11 +3,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 
 from ml_cost_exporter.config.schema import parse_config
-from ml_cost_exporter.sources.server import FetchError, ServerSource, fetch_metrics
+from ml_cost_exporter.sources.fetch import Fetcher, FetchError
+from ml_cost_exporter.sources.server import ServerSource
 from tests.conftest import ManualClock
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 def source_for(models_yaml: str, responses: list, clock: ManualClock | None = None, **kwargs) -> ServerSource:
@@ -127,14 +129,13 @@ def test_fetch_refuses_oversized_bodies_and_reads_gzip(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        with requests.Session() as session:
-            assert fetch_metrics(session, base + "/gz", 2, len(body)) == body.decode()
-            with pytest.raises(FetchError, match="larger than 1000 bytes"):
-                fetch_metrics(session, base + "/plain", 2, 1000)
-            with pytest.raises(FetchError, match="HTTP 500"):
-                fetch_metrics(session, base + "/500", 2, len(body))
+        assert Fetcher(base + "/gz", 2, len(body)).fetch() == body.decode()
+        with pytest.raises(FetchError, match="larger than 1000 bytes"):
+            Fetcher(base + "/plain", 2, 1000).fetch()
+        with pytest.raises(FetchError, match="HTTP 500"):
+            Fetcher(base + "/500", 2, len(body)).fetch()
     finally:
         server.shutdown()
         server.server_close()
-    with requests.Session() as session, pytest.raises(FetchError, match="ConnectionError"):
-        fetch_metrics(session, base + "/gone", 1, 1000)
+    with pytest.raises(FetchError, match="ConnectionRefusedError"):
+        Fetcher(base + "/gone", 1, 1000).fetch()
