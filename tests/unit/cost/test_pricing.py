@@ -4,7 +4,7 @@ from ml_cost_exporter.config.schema import parse_config
 from ml_cost_exporter.cost.pricing import ResolvedAllocation, price_allocation
 
 AWS_VCPU, AWS_GIB = 0.031611, 0.004237
-P4DE = 40.9657  # p4de.24xlarge: 8 x A100 80GB, 96 vCPUs, 1152 GiB
+P4DE = 27.447  # p4de.24xlarge: 8 x A100 80GB, 96 vCPUs, 1152 GiB
 
 
 def rates_for(text: str, gpus: float, vcpus: float, memory_gib: float):
@@ -53,8 +53,8 @@ def test_cpu_instance_price_is_split_between_vcpus_and_memory():
 
 
 def test_mig_slice_costs_its_fraction_of_the_gpu():
-    whole = rates_for("allocation: {gpu: {type: a100-80gb}}", 1, 0.0001, 0.0001)
-    slice_ = rates_for("allocation: {gpu: {type: a100-80gb, mig_profile: 3g.40gb}}", 3 / 7, 0.0001, 0.0001)
+    whole = rates_for("allocation: {gpu: {type: a100-80gb}}", 1, 1e-9, 1e-9)
+    slice_ = rates_for("allocation: {gpu: {type: a100-80gb, mig_profile: 3g.40gb}}", 3 / 7, 1e-9, 1e-9)
     assert slice_.gpu_usd_per_hour == pytest.approx(whole.gpu_usd_per_hour * 3 / 7, rel=1e-6)
 
 
