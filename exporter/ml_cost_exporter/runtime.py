@@ -118,12 +118,21 @@ class Runtime:
         return price_allocation(config, allocation)
 
     def _digest(self) -> str | None:
+        """Fingerprint of the config file and the catalog overlay it names, so editing either reloads."""
         if self.config_path is None:
             return None
+        digest = hashlib.sha256()
         try:
-            return hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()
+            digest.update(Path(self.config_path).read_bytes())
         except OSError:
             return None
+        overlay = self.config.pricing.catalog_file
+        if overlay is not None:
+            try:
+                digest.update((Path(self.config_path).parent / overlay).read_bytes())
+            except OSError:
+                digest.update(b"\0unreadable")
+        return digest.hexdigest()
 
     # --- sampling -------------------------------------------------------------
     def _timed(self, name: str, sample: Callable[[], object], ok: Callable[[object], bool]) -> object:
