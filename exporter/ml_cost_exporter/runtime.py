@@ -183,13 +183,22 @@ class Runtime:
         return price_allocation(config, allocation)
 
     def _digest(self) -> str | None:
+        """Fingerprint of the config file and the catalog overlay it names, so editing either reloads."""
         if self.config_path is None:
             return None
+        digest = hashlib.sha256()
         try:
             with open(self.config_path, "rb") as handle:  # bounded: an oversized file is refused on load
-                return hashlib.sha256(handle.read(MAX_FILE_BYTES + 1)).hexdigest()
+                digest.update(handle.read(MAX_FILE_BYTES + 1))
         except OSError:
             return None
+        overlay = self.config.pricing.catalog_file
+        if overlay is not None:
+            try:
+                digest.update((Path(self.config_path).parent / overlay).read_bytes())
+            except OSError:
+                digest.update(b"\0unreadable")
+        return digest.hexdigest()
 
     # --- sampling -------------------------------------------------------------
     def _timed(self, name: str, sample: Callable[[], object], ok: Callable[[object], bool]) -> object:

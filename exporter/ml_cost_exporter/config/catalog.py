@@ -1,22 +1,27 @@
 """The embedded price catalog: GPU types, cloud instance prices, on-prem defaults.
 
 The catalog is data (catalog.yaml) validated strictly at load, so a typo in a
-price table fails loudly with its line instead of pricing a GPU at zero.
+price table fails loudly with its line instead of pricing a GPU at zero. A
+catalog overlay (pricing.catalog_file, e.g. written from a provider's price
+file) replaces or adds instances and is validated exactly as strictly.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
 
 from ml_cost_exporter.config.errors import ConfigError
-from ml_cost_exporter.config.located import Section, load_located
+from ml_cost_exporter.config.located import Located, Section, load_located
 
 PURCHASE_OPTIONS = ("on_demand", "spot", "commit_1y", "commit_3y")
 CLOUD_PROVIDERS = ("aws", "gcp", "azure")
+OVERLAY_VERSION = 1
+_AS_OF = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])")
 
 
 @dataclass(frozen=True)
@@ -28,16 +33,22 @@ class GpuType:
     tdp_watts: float
     mig_slices: int
     purchase_usd: float
+    released: int  # year of launch: the consistency test compares generations by it
 
 
 @dataclass(frozen=True)
 class Instance:
+    """One instance type's list price, with where it was read and the month it reflects."""
+
     name: str
     hourly_usd: float
     vcpus: float
     memory_gib: float
     gpu_type: str | None
     gpus: int
+    source: str = ""
+    as_of: str = ""  # YYYY-MM
+    note: str | None = None  # why a price that looks inconsistent is right
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class GpuOffer:
     hourly_usd: float
     vcpus: float
     memory_gib: float
+    source: str = ""
+    as_of: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,12 +121,65 @@ def _gpu_type(gpu_id: str, section: Section) -> GpuType:
         tdp_watts=section.number("tdp_watts", required=True, minimum=0, exclusive_minimum=True),
         mig_slices=int(section.number("mig_slices", required=True, minimum=0)),
         purchase_usd=section.number("purchase_usd", required=True, minimum=0, exclusive_minimum=True),
+        released=int(section.number("released", required=True, minimum=1990, maximum=2100)),
     )
     section.finish()
     return gpu
 
 
+def _as_of(section: Section, key: str, default: str | None) -> str:
+    value = section.string(key, default, required=default is None)
+    if not _AS_OF.fullmatch(value):
+        item = section.raw(key)
+        raise (item or section.located).error(f'"{value}" is not a month like "2025-06"')
+    return value
+
+
+def _instance(name: str, located: Located, gpu_types: Mapping[str, GpuType],
+              default_source: str | None, default_as_of: str | None) -> Instance:
+    """One instance entry; source and as_of default to the provider's (required where there is none)."""
+    entry = Section(located)
+    gpu_type = entry.string("gpu_type")
+    if gpu_type is not None and gpu_type not in gpu_types:
+        raise entry.raw("gpu_type").error(f'unknown GPU type "{gpu_type}" (known: {", ".join(sorted(gpu_types))})')
+    instance = Instance(
+        name=name,
+        hourly_usd=entry.number("hourly_usd", required=True, minimum=0, exclusive_minimum=True),
+        vcpus=entry.number("vcpus", required=True, minimum=0, exclusive_minimum=True),
+        memory_gib=entry.number("memory_gib", required=True, minimum=0, exclusive_minimum=True),
+        gpu_type=gpu_type,
+        gpus=int(entry.number("gpus", default=1 if gpu_type else 0, minimum=0)),
+        source=entry.string("source", default_source, required=default_source is None),
+        as_of=_as_of(entry, "as_of", default_as_of),
+        note=entry.string("note"),
+    )
+    entry.finish()
+    if instance.gpu_type and instance.gpus < 1:
+        raise located.error("an instance with a gpu_type needs gpus >= 1")
+    if instance.gpus and not instance.gpu_type:
+        raise located.error("an instance with gpus needs a gpu_type")
+    return instance
+
+
+def gpu_offers(instances: Mapping[str, Instance]) -> Mapping[str, GpuOffer]:
+    """Each GPU type's share of its reference instance: the first instance listed with that GPU type."""
+    offers: dict[str, GpuOffer] = {}
+    for instance in instances.values():
+        if instance.gpu_type and instance.gpu_type not in offers:
+            offers[instance.gpu_type] = GpuOffer(
+                instance=instance.name,
+                hourly_usd=instance.hourly_usd / instance.gpus,
+                vcpus=instance.vcpus / instance.gpus,
+                memory_gib=instance.memory_gib / instance.gpus,
+                source=instance.source,
+                as_of=instance.as_of,
+            )
+    return MappingProxyType(offers)
+
+
 def _provider(name: str, section: Section, gpu_types: Mapping[str, GpuType]) -> Provider:
+    source = section.string("source", required=True)
+    as_of = _as_of(section, "as_of", None)
     vcpu = section.number("vcpu_hourly_usd", required=True, minimum=0)
     memory = section.number("memory_gib_hourly_usd", required=True, minimum=0)
     options_section = section.section("purchase_options", required=True)
@@ -121,41 +187,17 @@ def _provider(name: str, section: Section, gpu_types: Mapping[str, GpuType]) -> 
     for option in PURCHASE_OPTIONS:
         options[option] = options_section.number(option, required=True, minimum=0, maximum=1, exclusive_minimum=True)
     options_section.finish()
-    instances: dict[str, Instance] = {}
-    gpu_offers: dict[str, GpuOffer] = {}
-    for instance_name, located in section.section("instances", required=True):
-        entry = Section(located)
-        gpu_type = entry.string("gpu_type")
-        if gpu_type is not None and gpu_type not in gpu_types:
-            raise entry.raw("gpu_type").error(f'unknown GPU type "{gpu_type}"')
-        instance = Instance(
-            name=instance_name,
-            hourly_usd=entry.number("hourly_usd", required=True, minimum=0, exclusive_minimum=True),
-            vcpus=entry.number("vcpus", required=True, minimum=0, exclusive_minimum=True),
-            memory_gib=entry.number("memory_gib", required=True, minimum=0, exclusive_minimum=True),
-            gpu_type=gpu_type,
-            gpus=int(entry.number("gpus", default=1 if gpu_type else 0, minimum=0)),
-        )
-        entry.finish()
-        if instance.gpu_type and instance.gpus < 1:
-            raise located.error("an instance with a gpu_type needs gpus >= 1")
-        if instance.gpu_type and instance.gpu_type not in gpu_offers:
-            gpu_offers[instance.gpu_type] = GpuOffer(
-                instance=instance_name,
-                hourly_usd=instance.hourly_usd / instance.gpus,
-                vcpus=instance.vcpus / instance.gpus,
-                memory_gib=instance.memory_gib / instance.gpus,
-            )
-        instances[instance_name] = instance
+    instances = {instance_name: _instance(instance_name, located, gpu_types, source, as_of)
+                 for instance_name, located in section.section("instances", required=True)}
     provider = Provider(
         name=name,
-        source=section.string("source", required=True),
-        as_of=section.string("as_of", required=True),
+        source=source,
+        as_of=as_of,
         vcpu_hourly_usd=vcpu,
         memory_gib_hourly_usd=memory,
         purchase_options=MappingProxyType(options),
         instances=MappingProxyType(instances),
-        gpu_offers=MappingProxyType(gpu_offers),
+        gpu_offers=gpu_offers(instances),
     )
     section.finish()
     return provider
@@ -194,3 +236,32 @@ def embedded_catalog() -> Catalog:
         return parse_catalog(text, "catalog.yaml")
     except ConfigError as exc:  # a broken embedded table is a packaging bug, not user input
         raise RuntimeError(f"embedded price catalog is invalid: {exc}") from exc
+
+
+def apply_overlay(base: Catalog, text: str, source: str) -> Catalog:
+    """The catalog with an overlay's instances replacing or adding to the base's, validated like the catalog.
+
+    An overlay entry replaces the base instance of the same name in place (so a
+    reference instance stays the reference) or is appended. Every overlay entry
+    names its own source and month: an overlay has no provider-wide defaults.
+    """
+    root = Section(load_located(text, source))
+    version = root.raw("overlay_version")
+    if version is None:
+        raise root.missing("overlay_version", f"is required (this reader knows version {OVERLAY_VERSION})")
+    if version.value != OVERLAY_VERSION:
+        raise version.error(f"unsupported overlay version {version.value!r} (this reader knows {OVERLAY_VERSION})")
+    providers = dict(base.providers)
+    providers_section = root.section("providers", required=True)
+    for name, located in providers_section:
+        if name not in CLOUD_PROVIDERS:
+            raise located.error(f'unknown provider (known: {", ".join(CLOUD_PROVIDERS)})')
+        section = Section(located)
+        instances = dict(providers[name].instances)
+        for instance_name, entry in section.section("instances", required=True):
+            instances[instance_name] = _instance(instance_name, entry, base.gpu_types, None, None)
+        section.finish()
+        providers[name] = replace(providers[name], instances=MappingProxyType(instances),
+                                  gpu_offers=gpu_offers(instances))
+    root.finish()
+    return replace(base, providers=MappingProxyType(providers))

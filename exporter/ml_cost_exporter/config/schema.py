@@ -19,6 +19,7 @@ from ml_cost_exporter.config.catalog import (
     PURCHASE_OPTIONS,
     Catalog,
     OnPremCosts,
+    apply_overlay,
     embedded_catalog,
 )
 from ml_cost_exporter.config.errors import ConfigError
@@ -31,6 +32,8 @@ WORKLOADS = ("inference", "training")
 PERIODS = ("month", "day", "week", "quarter", "job")  # job: a training job's whole life
 ATTRIBUTIONS = ("requests", "compute_time")
 GPU_SOURCES = ("nvml", "dcgm")
+OVERRIDE_BASES = ("paid", "on_demand")  # paid: what you pay, never discounted; on_demand: list prices, discounted
+MAX_CATALOG_FILE_BYTES = 8 * 1024 * 1024
 DEFAULT_THRESHOLDS = (0.8, 0.9, 1.0, 1.1)
 _MIG_PROFILE = re.compile(r"(\d+)g\.(\d+)gb")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
@@ -51,6 +54,8 @@ class Pricing:
     memory_gib_hourly_usd: float | None
     fixed_hourly_usd: float
     onprem: OnPrem
+    overrides_basis: str = "paid"  # whether the purchase option's fraction applies to the overrides
+    catalog_file: str | None = None  # the catalog overlay loaded on top of the embedded catalog
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,7 @@ DEFAULT_MODEL_VERSION = "latest"
 
 
 def _pricing(section: Section | None, catalog: Catalog) -> Pricing:
+    """The pricing section; its catalog_file is only named here and loaded by `_with_overlay`."""
     section = section or Section(Located({}, "", 0, "pricing"))
     defaults = catalog.onprem
     onprem_section = section.section("onprem") or Section(Located({}, "", 0, "pricing.onprem"))
@@ -205,10 +211,34 @@ def _pricing(section: Section | None, catalog: Catalog) -> Pricing:
         memory_gib_hourly_usd=overrides.number("memory_gib_hourly_usd", minimum=0),
         fixed_hourly_usd=section.number("fixed_hourly_usd", 0.0, minimum=0),
         onprem=onprem,
+        overrides_basis=overrides.string("basis", "paid", choices=OVERRIDE_BASES),
+        catalog_file=section.string("catalog_file"),
     )
     overrides.finish()
     section.finish()
     return pricing
+
+
+def _with_overlay(section: Section | None, catalog: Catalog, base_dir: Path | None) -> Catalog:
+    """The catalog with pricing.catalog_file applied; a missing or invalid overlay is a ConfigError."""
+    item = section.raw("catalog_file") if section is not None else None
+    if item is None:
+        return catalog
+    path = Path(str(item.value))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CATALOG_FILE_BYTES + 1)
+    except OSError as exc:
+        raise item.error(f'cannot read catalog overlay "{path}": {exc.strerror or exc}') from None
+    if len(data) > MAX_CATALOG_FILE_BYTES:
+        raise item.error(f'catalog overlay "{path}" is larger than {MAX_CATALOG_FILE_BYTES} bytes')
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise item.error(f'catalog overlay "{path}" is not UTF-8 text') from None
+    return apply_overlay(catalog, text, str(path))
 
 
 def _gpu_allocation(section: Section, catalog: Catalog, pricing: Pricing) -> GpuAllocation:
@@ -462,11 +492,16 @@ def _gpu_source(section: Section | None) -> GpuSourceConfig:
     return config
 
 
-def parse_config(text: str, source: str, catalog: Catalog | None = None) -> Config:
-    """Parse pricing-config YAML text; raises ConfigError naming file, line and key path."""
+def parse_config(text: str, source: str, catalog: Catalog | None = None, base_dir: Path | None = None) -> Config:
+    """Parse pricing-config YAML text; raises ConfigError naming file, line and key path.
+
+    `base_dir` resolves a relative pricing.catalog_file (the config file's directory).
+    """
     catalog = catalog or embedded_catalog()
     root = Section(load_located(text, source))
-    pricing = _pricing(root.section("pricing"), catalog)
+    pricing_section = root.section("pricing")
+    pricing = _pricing(pricing_section, catalog)
+    catalog = _with_overlay(pricing_section, catalog, base_dir)
     allocation = _allocation(root.section("allocation"), catalog, pricing)
     models = tuple(_model(item) for item in root.items("models"))
     seen: dict[tuple[str, str], Model] = {}
@@ -530,4 +565,4 @@ def load_config(path: str | Path | None) -> Config:
         text = read_text(path)
     except OSError as exc:
         raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
-    return parse_config(text, path.name)
+    return parse_config(text, path.name, base_dir=path.parent)

@@ -65,38 +65,50 @@ def price_allocation(config: Config, allocation: ResolvedAllocation) -> CostRate
     )
 
 
+def _paid_rate(override: float | None, catalog_rate: float, ratio: float, basis: str) -> float:
+    """An hourly rate as paid: catalog rates and on-demand-basis overrides take the purchase fraction."""
+    if override is None:
+        return catalog_rate * ratio
+    return override if basis == "paid" else override * ratio
+
+
 def _price_cloud(config: Config, allocation: ResolvedAllocation) -> CostRates:
+    """Cloud rates as paid. Catalog prices are on-demand list prices and take the purchase option's
+    fraction (or price_ratio); overrides are taken as paid unless `overrides.basis: on_demand`, so a
+    price the user typed in is never discounted twice.
+    """
     pricing = config.pricing
     provider = config.catalog.providers[pricing.provider]
     ratio = pricing.price_ratio if pricing.price_ratio is not None else provider.purchase_options[
         pricing.purchase_option]
-    vcpu_rate = pricing.vcpu_hourly_usd if pricing.vcpu_hourly_usd is not None else provider.vcpu_hourly_usd
-    memory_rate = (pricing.memory_gib_hourly_usd if pricing.memory_gib_hourly_usd is not None
-                   else provider.memory_gib_hourly_usd)
+    basis = pricing.overrides_basis
+    vcpu_rate = _paid_rate(pricing.vcpu_hourly_usd, provider.vcpu_hourly_usd, ratio, basis)
+    memory_rate = _paid_rate(pricing.memory_gib_hourly_usd, provider.memory_gib_hourly_usd, ratio, basis)
     cpu = allocation.vcpus * vcpu_rate
     memory = allocation.memory_gib * memory_rate
     gpu = 0.0
     if config.allocation.instance_type is not None:
         instance = provider.instances[config.allocation.instance_type]
-        total = instance.hourly_usd * config.allocation.instance_share
+        total = instance.hourly_usd * config.allocation.instance_share * ratio
         if instance.gpus:
             gpu = max(total - cpu - memory, 0.0)
         else:  # a CPU instance: its price split between vCPUs and memory in the unit rates' proportion
             scale = total / (cpu + memory)
             cpu, memory = cpu * scale, memory * scale
     elif allocation.gpus > 0 and pricing.gpu_hourly_usd is not None:
-        gpu = allocation.gpus * pricing.gpu_hourly_usd  # an override prices the GPU alone
+        # An override prices the GPU alone.
+        gpu = allocation.gpus * _paid_rate(pricing.gpu_hourly_usd, 0.0, ratio, basis)
     elif allocation.gpus > 0 and allocation.gpu_type is not None:
         offer = provider.gpu_offers[allocation.gpu_type.id]
         # The GPU's share of its reference instance includes a host share; the pod's own
         # vCPUs and memory up to that share are carved out so they are paid once.
         included = (min(allocation.vcpus, offer.vcpus * allocation.gpus) * vcpu_rate
                     + min(allocation.memory_gib, offer.memory_gib * allocation.gpus) * memory_rate)
-        gpu = max(allocation.gpus * offer.hourly_usd - included, 0.0)
+        gpu = max(allocation.gpus * offer.hourly_usd * ratio - included, 0.0)
     return CostRates(
-        gpu_usd_per_hour=gpu * ratio,
-        cpu_usd_per_hour=cpu * ratio,
-        memory_usd_per_hour=memory * ratio,
+        gpu_usd_per_hour=gpu,
+        cpu_usd_per_hour=cpu,
+        memory_usd_per_hour=memory,
         fixed_usd_per_hour=pricing.fixed_hourly_usd,
         energy_usd_per_kwh=0.0,
         fallback_power_watts=0.0,

@@ -11,7 +11,7 @@ from ml_cost_exporter.cost.pricing import ResolvedAllocation, price_allocation
 
 REL = 1e-6
 AWS_VCPU, AWS_GIB = 0.031611, 0.004237
-GPU_HOURLY = 40.9657 / 8 - 8 * AWS_VCPU - 64 * AWS_GIB  # A100 80GB share of p4de, less the carved-out host
+GPU_HOURLY = 27.447 / 8 - 8 * AWS_VCPU - 64 * AWS_GIB  # A100 80GB share of p4de, less the carved-out host
 CPU_HOURLY, MEM_HOURLY = 8 * AWS_VCPU, 64 * AWS_GIB
 POD_HOURLY = GPU_HOURLY + CPU_HOURLY + MEM_HOURLY
 START = datetime(2026, 11, 16, tzinfo=UTC).timestamp()

@@ -4,7 +4,7 @@ from ml_cost_exporter.config.schema import parse_config
 from ml_cost_exporter.cost.pricing import ResolvedAllocation, price_allocation
 
 AWS_VCPU, AWS_GIB = 0.031611, 0.004237
-P4DE = 40.9657  # p4de.24xlarge: 8 x A100 80GB, 96 vCPUs, 1152 GiB
+P4DE = 27.447  # p4de.24xlarge: 8 x A100 80GB, 96 vCPUs, 1152 GiB
 
 
 def rates_for(text: str, gpus: float, vcpus: float, memory_gib: float):
@@ -53,8 +53,8 @@ def test_cpu_instance_price_is_split_between_vcpus_and_memory():
 
 
 def test_mig_slice_costs_its_fraction_of_the_gpu():
-    whole = rates_for("allocation: {gpu: {type: a100-80gb}}", 1, 0.0001, 0.0001)
-    slice_ = rates_for("allocation: {gpu: {type: a100-80gb, mig_profile: 3g.40gb}}", 3 / 7, 0.0001, 0.0001)
+    whole = rates_for("allocation: {gpu: {type: a100-80gb}}", 1, 1e-9, 1e-9)
+    slice_ = rates_for("allocation: {gpu: {type: a100-80gb, mig_profile: 3g.40gb}}", 3 / 7, 1e-9, 1e-9)
     assert slice_.gpu_usd_per_hour == pytest.approx(whole.gpu_usd_per_hour * 3 / 7, rel=1e-6)
 
 
@@ -69,3 +69,55 @@ def test_onprem_amortizes_hardware_and_prices_energy_per_kwh_with_pue():
 
 def test_cloud_has_no_separate_energy_resource():
     assert "energy" not in rates_for("", 0, 2, 8).resources()
+
+
+SPOT = 0.35  # aws catalog fraction for spot
+
+
+@pytest.mark.parametrize("option", ["purchase_option: spot", "price_ratio: 0.8"])
+def test_an_override_is_what_you_pay_and_is_not_discounted_again(option):
+    text = f"pricing:\n  {option}\n  overrides: {{gpu_hourly_usd: 2.0, vcpu_hourly_usd: 0.05}}\n" \
+           "allocation: {gpu: {type: h100}}"
+    rates = rates_for(text, 2, 4, 16)
+    ratio = SPOT if "spot" in option else 0.8
+    assert rates.gpu_usd_per_hour == pytest.approx(2 * 2.0)
+    assert rates.cpu_usd_per_hour == pytest.approx(4 * 0.05)
+    assert rates.memory_usd_per_hour == pytest.approx(16 * AWS_GIB * ratio)  # catalog rate: discounted
+
+
+def test_overrides_on_the_on_demand_basis_take_the_purchase_fraction_once():
+    text = "pricing:\n  purchase_option: spot\n  overrides: {gpu_hourly_usd: 2.0, vcpu_hourly_usd: 0.05," \
+           " basis: on_demand}\nallocation: {gpu: {type: h100}}"
+    rates = rates_for(text, 2, 4, 16)
+    assert rates.gpu_usd_per_hour == pytest.approx(2 * 2.0 * SPOT)
+    assert rates.cpu_usd_per_hour == pytest.approx(4 * 0.05 * SPOT)
+
+
+def test_a_paid_vcpu_override_moves_money_between_resources_but_not_the_discounted_instance_total():
+    text = "pricing:\n  purchase_option: spot\n  overrides: {vcpu_hourly_usd: 0.05}\n" \
+           "allocation: {instance: {type: p4de.24xlarge, share: 0.25}}"
+    rates = rates_for(text, 2, 24, 288)
+    total = rates.gpu_usd_per_hour + rates.cpu_usd_per_hour + rates.memory_usd_per_hour
+    assert total == pytest.approx(P4DE * 0.25 * SPOT, rel=1e-9)
+    assert rates.cpu_usd_per_hour == pytest.approx(24 * 0.05)
+
+
+def test_a_gpu_share_with_paid_host_overrides_still_totals_the_discounted_share():
+    text = "pricing:\n  price_ratio: 0.5\n  overrides: {vcpu_hourly_usd: 0.05, memory_gib_hourly_usd: 0.001}\n" \
+           "allocation: {gpu: {type: a100-80gb, count: 1}}"
+    rates = rates_for(text, 1, 12, 144)
+    total = rates.gpu_usd_per_hour + rates.cpu_usd_per_hour + rates.memory_usd_per_hour
+    assert total == pytest.approx(P4DE / 8 * 0.5, rel=1e-9)
+    assert rates.cpu_usd_per_hour == pytest.approx(12 * 0.05)
+
+
+def test_without_overrides_every_resource_takes_the_fraction_exactly_once():
+    on_demand = rates_for("allocation: {gpu: {type: a100-80gb}}", 1, 4, 16)
+    spot = rates_for("pricing: {purchase_option: spot}\nallocation: {gpu: {type: a100-80gb}}", 1, 4, 16)
+    for field in ("gpu_usd_per_hour", "cpu_usd_per_hour", "memory_usd_per_hour"):
+        assert getattr(spot, field) == pytest.approx(getattr(on_demand, field) * SPOT)
+
+
+def test_fixed_costs_are_never_discounted():
+    rates = rates_for("pricing: {purchase_option: spot, fixed_hourly_usd: 1.5}", 0, 2, 8)
+    assert rates.fixed_usd_per_hour == 1.5
