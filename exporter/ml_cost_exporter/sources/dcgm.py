@@ -22,7 +22,7 @@ from ml_cost_exporter.config.schema import DcgmSelection
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 
 # The one seam to the HTTP client: sources/fetch.py (a total deadline and a body cap) replaces this import.
-from ml_cost_exporter.sources.fetch import FetchError, KeptAliveFetch
+from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 from ml_cost_exporter.sources.nvml import GpuReading, GpuSample, visible_devices
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ FIELDS: Mapping[str, float] = {GPU_UTIL: 100.0, GR_ENGINE_ACTIVE: 1.0, FB_USED: 
                                FB_TOTAL: math.inf, POWER_USAGE: 100_000.0, TOTAL_ENERGY: math.inf}
 MIB = 1024.0**2
 GIB = 1024.0**3
-MAX_BACKOFF_SECONDS = 300.0
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -165,15 +164,13 @@ class DcgmGpuSource:
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._max_series = max_series
-        self._interval = interval
         self._monotonic = monotonic
         self._catalog = catalog
         self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes)
         self._fetch = fetch or self._fetcher
         self._visible = visible_devices(None, self._environ)
         self._energy: dict[tuple[str, str], tuple[float, float]] = {}  # entity -> (monotonic s, mJ)
-        self._failures = 0
-        self._next_attempt = 0.0
+        self._backoff = Backoff(interval, "dcgm-exporter")
         self._last_error = "not read yet"
         self.invalid_samples_total = 0.0
         self.dropped_series_total = 0.0
@@ -209,25 +206,16 @@ class DcgmGpuSource:
             return GpuSample(False, (), "gpu.dcgm: no pod to select GPUs by: set POD_NAME and POD_NAMESPACE "
                                         "(downward API), gpu.dcgm.pod/namespace, or gpu.dcgm.uuids")
         now = self._monotonic()
-        if now < self._next_attempt:
+        if self._backoff.waiting(now):
             return GpuSample(False, (), self._last_error)
         try:
-            text = self._fetch(self.url)
+            text = fetch_text(self._fetch, self.url)
         except FetchError as exc:
-            return self._failed(now, str(exc))
-        except Exception as exc:  # a fetch hook or decoder bug must not stop sampling
-            return self._failed(now, f"{type(exc).__name__}: {exc}")
-        self._failures = 0
+            self._last_error = f"dcgm-exporter {self.url}: {exc}"
+            self._backoff.failed(now, f"{self.url}: {exc}")
+            return GpuSample(False, (), self._last_error)
+        self._backoff.succeeded()
         return self._read(text, selector, now)
-
-    def _failed(self, now: float, error: str) -> GpuSample:
-        self._failures += 1
-        backoff = min(self._interval * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
-        self._next_attempt = now + backoff - self._interval  # the next regular tick after the backoff
-        self._last_error = f"dcgm-exporter {self.url}: {error}"
-        level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "cannot read %s (failure %d)", self._last_error, self._failures)
-        return GpuSample(False, (), self._last_error)
 
     def _read(self, text: str, selector: Selector, now: float) -> GpuSample:
         exposition = parse_exposition(text, self._max_series)

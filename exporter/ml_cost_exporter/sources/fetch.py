@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import socket
 import ssl
 import threading
@@ -19,6 +20,8 @@ import time
 import zlib
 from collections.abc import Callable
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 CHUNK_BYTES = 65536
@@ -200,3 +203,43 @@ class KeptAliveFetch:
         for fetcher in self._fetchers.values():
             fetcher.close()
         self._fetchers.clear()
+
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class Backoff:
+    """After failed reads of one peer, skip its next ticks: one interval, then 2, 4, ... up to five minutes.
+
+    The first failure of a streak is logged as a warning, the rest at debug, so a peer that stays down
+    costs one log line, not one a tick.
+    """
+
+    def __init__(self, interval: float, what: str) -> None:
+        self._interval = interval
+        self._what = what
+        self.failures = 0
+        self._next_attempt = 0.0
+
+    def waiting(self, now: float) -> bool:
+        return now < self._next_attempt
+
+    def failed(self, now: float, error: str) -> None:
+        self.failures += 1
+        backoff = min(self._interval * 2 ** (self.failures - 1), MAX_BACKOFF_SECONDS)
+        self._next_attempt = now + backoff - self._interval  # the next regular tick after the backoff
+        level = logging.WARNING if self.failures == 1 else logging.DEBUG
+        log.log(level, "cannot read %s: %s (failure %d)", self._what, error, self.failures)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
+def fetch_text(fetch: Callable[[str], str], url: str) -> str:
+    """`fetch(url)`, with any failure (a fetch hook's or a decoder's bug included) as one FetchError."""
+    try:
+        return fetch(url)
+    except FetchError:
+        raise
+    except Exception as exc:  # a fetch hook or decoder bug must not stop sampling
+        raise FetchError(f"{type(exc).__name__}: {exc}") from None

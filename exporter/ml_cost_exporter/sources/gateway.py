@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
-from ml_cost_exporter.sources.fetch import FetchError, KeptAliveFetch
-from ml_cost_exporter.sources.server import MAX_BACKOFF_SECONDS
+from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 
 log = logging.getLogger(__name__)
 ModelKey = tuple[str, str]
@@ -47,7 +46,6 @@ class GatewaySource:
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._max_series = max_series
-        self._interval = interval
         self._monotonic = monotonic
         self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes)
         self._fetch = fetch or self._fetcher
@@ -57,8 +55,7 @@ class GatewaySource:
         self._pattern = sample_pattern(self._kinds)
         self._last: dict[tuple[str, str], float] = {}
         self._baseline_taken = False
-        self._failures = 0
-        self._next_attempt = 0.0
+        self._backoff = Backoff(interval, f"gateway {gateway.url}")
         self.last_reading = GatewayReading(ok=False, error="not fetched yet")
 
     @property
@@ -75,25 +72,16 @@ class GatewaySource:
 
     def sample(self) -> GatewayReading:
         now = self._monotonic()
-        if now < self._next_attempt:
+        if self._backoff.waiting(now):
             return GatewayReading(ok=False, error=self.last_reading.error or "backing off")
         try:
-            text = self._fetch(self.url)
+            text = fetch_text(self._fetch, self.url)
         except FetchError as exc:
-            return self._failed(now, str(exc))
-        except Exception as exc:  # a fetch hook or decoder bug must not stop sampling
-            return self._failed(now, f"{type(exc).__name__}: {exc}")
-        self._failures = 0
+            self._backoff.failed(now, str(exc))
+            self.last_reading = GatewayReading(ok=False, error=str(exc))
+            return self.last_reading
+        self._backoff.succeeded()
         self.last_reading = self._ingest(text)
-        return self.last_reading
-
-    def _failed(self, now: float, error: str) -> GatewayReading:
-        self._failures += 1
-        backoff = min(self._interval * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
-        self._next_attempt = now + backoff - self._interval
-        level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "cannot read gateway %s: %s (failure %d)", self.url, error, self._failures)
-        self.last_reading = GatewayReading(ok=False, error=error)
         return self.last_reading
 
     def _classify(self, name: str, labels: dict[str, str]) -> list[tuple[ModelKey, str, str, float]]:

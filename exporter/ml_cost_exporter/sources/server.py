@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES, LabelFilters
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
-from ml_cost_exporter.sources.fetch import FetchError, KeptAliveFetch
+from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 
 log = logging.getLogger(__name__)
 
 ModelKey = tuple[str, str]
-MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass
@@ -96,7 +95,6 @@ class ServerSource:
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._max_series = max_series
-        self._interval = interval
         self._monotonic = monotonic
         self._fetcher = KeptAliveFetch(timeout, max_bytes)
         self._fetch = fetch or self._fetcher
@@ -107,8 +105,7 @@ class ServerSource:
         # by the next increases, so a difference of two counters never goes negative nor loses counts.
         self._owed: dict[tuple[ModelKey, str], float] = {}
         self._baseline_taken = False
-        self._failures = 0
-        self._next_attempt = 0.0
+        self._backoff = Backoff(interval, url)
         self.last_reading = ServerReading(ok=False, error="not fetched yet")
 
     def same_bindings(self, other: ServerSource) -> bool:
@@ -123,28 +120,18 @@ class ServerSource:
 
     def sample(self) -> ServerReading:
         now = self._monotonic()
-        if now < self._next_attempt:
-            reading = ServerReading(ok=False, error=self.last_reading.error or "backing off")
-            return reading
+        if self._backoff.waiting(now):
+            return ServerReading(ok=False, error=self.last_reading.error or "backing off")
         try:
-            text = self._fetch(self.url)
+            text = fetch_text(self._fetch, self.url)
         except FetchError as exc:
-            return self._failed(now, str(exc))
-        except Exception as exc:  # a fetch hook or decoder bug must not stop sampling
-            return self._failed(now, f"{type(exc).__name__}: {exc}")
-        self._failures = 0
+            self._backoff.failed(now, str(exc))
+            self.last_reading = ServerReading(ok=False, error=str(exc))
+            return self.last_reading
+        self._backoff.succeeded()
         reading = self._ingest(text)
         self.last_reading = reading
         return reading
-
-    def _failed(self, now: float, error: str) -> ServerReading:
-        self._failures += 1
-        backoff = min(self._interval * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
-        self._next_attempt = now + backoff - self._interval  # the next regular tick after the backoff
-        level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "cannot read %s: %s (failure %d)", self.url, error, self._failures)
-        self.last_reading = ServerReading(ok=False, error=error)
-        return self.last_reading
 
     def _ingest(self, text: str) -> ServerReading:
         reading = ServerReading(ok=True)
