@@ -16,8 +16,9 @@ EXAMPLE = """examples:
 QUERY = '{__name__=~"budget:mlcost_budget_.+"}'  # every budget recording in one query
 COLUMNS = (Column("budget", "BUDGET"), Column("spent_usd", "SPENT", "usd"), Column("limit_usd", "LIMIT", "usd"),
            Column("used", "USED", "pct"), Column("forecast_usd", "FORECAST", "usd"),
-           Column("burn_1h", "BURN1H", "num"), Column("burn_6h", "6H", "num"), Column("burn_1d", "1D", "num"),
-           Column("runs_out", "RUNS OUT"), Column("alerts", "ALERTS"))
+           Column("burn", "BURN 1H/6H/1D"), Column("runs_out", "RUNS OUT"))
+ALERT_COLUMNS = (Column("budget", "BUDGET"), Column("alertname", "ALERT"), Column("severity", "SEVERITY"),
+                 Column("summary", "SUMMARY"))
 FIELDS = {
     "budget:mlcost_budget_spend_usd:period_to_date": "spent_usd",
     "budget:mlcost_budget_limit_usd:max": "limit_usd",
@@ -100,13 +101,18 @@ def run(context) -> tuple[Document, int, str | None]:
         if row.get("limit_usd") and row.get("spent_usd") is not None:
             row["used"] = row["spent_usd"] / row["limit_usd"]
         row["runs_out"] = _runs_out(row, at)
-        row["alerts"] = " ".join(sorted(alerts.get(name, []))) or "-"
+        row["alerts"] = sorted(alerts.get(name, []))
+        row["burn"] = "/".join(f"{row[k]:.2f}" if row.get(k) is not None else "-"
+                               for k in ("burn_1h", "burn_6h", "burn_1d"))
         if fail_at is not None and row.get("used") is not None and row["used"] >= fail_at:
             over.append(f"{name} {row['used'] * 100:.1f}%")
         rows.append(row)
     document = Document("budgets", {"at": iso(at), "fail_at": fail_at, "over": over, "alerts": alert_meta,
                                     "promql": QUERY})
     document.sections.append(Section("budgets", f"Budgets at {iso(at)}", COLUMNS, rows))
+    if not args.no_alertmanager:
+        document.sections.append(Section("alerts", "Alerts firing (Alertmanager)", ALERT_COLUMNS,
+                                         sorted(alert_meta, key=lambda a: (a["budget"], a["alertname"]))))
     document.notes.append("BURN: spend rate / the rate the budget affords (1 = on track); RUNS OUT: at the last "
                           "hour's rate, if before the period ends")
     if over:

@@ -50,13 +50,20 @@ class History:
     def __init__(self, prometheus: Prometheus, window: Window) -> None:
         self.prometheus = prometheus
         self.window = window
-        self.recorded = prometheus.has_series(RECORDED["usd"][0], window.end, window.seconds)
+        self._recorded: dict[Window, bool] = {}
+        self.recorded = self.uses_recorded(window)
         self.promql: dict[str, str] = {}
+
+    def uses_recorded(self, window: Window) -> bool:
+        """Recorded only if the recordings reach back to the window's start (rules deployed later: raw)."""
+        if window not in self._recorded:
+            self._recorded[window] = self.prometheus.has_series(RECORDED["usd"][0], window.start + 3600, 3600)
+        return self._recorded[window]
 
     def query_for(self, kind: str, window: Window | None = None) -> str:
         window = window or self.window
         recorded, raw, labels = RECORDED[kind]
-        if self.recorded:
+        if self.uses_recorded(window):
             # The range stops one second short of the window's start: each recorded sample covers the hour
             # before it, so the sample at the start belongs to the previous window.
             inner = f"sum_over_time({recorded}[{int(window.seconds) - 1}s])"
@@ -81,9 +88,13 @@ class History:
         return out
 
     def source_note(self) -> str:
+        previous = self.window.previous()
+        mixed = previous in self._recorded and self._recorded[previous] != self.recorded
+        tail = "; the previous window from " + ("recorded series" if not self.recorded else "raw counters")
         if self.recorded:
-            return "data: recorded series model:*:increase1h (sum_over_time over the window)"
-        return "data: raw counters (increase()); the model:*:increase1h recording rules were not found"
+            return "data: recorded series model:*:increase1h (sum_over_time)" + (tail if mixed else "")
+        return ("data: raw counters (increase()); the model:*:increase1h recordings do not cover the window"
+                + (tail if mixed else ""))
 
 
 def group(rows: Iterable[tuple[dict[str, str], float]], by: tuple[str, ...],

@@ -47,7 +47,7 @@ def format_value(value: object, kind: str) -> str:
     if kind == "usd" and isinstance(value, int | float):
         return usd(float(value))
     if kind == "pct" and isinstance(value, int | float):
-        return f"{value * 100:+.1f}%" if value and value < 0 else f"{value * 100:.1f}%"
+        return "0.0%" if abs(value) < 0.0005 else f"{value * 100:.1f}%"
     if kind == "int" and isinstance(value, int | float):
         return f"{value:,.0f}"
     if kind == "num" and isinstance(value, int | float):

@@ -69,6 +69,15 @@ class Evidence:
     def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
         return self.prometheus.instant(promql, self.window.end)
 
+    def current(self) -> set[tuple[str, str]]:
+        """Model versions still running at the window's end: only they get replica and target advice."""
+        if not hasattr(self, "_current"):
+            self._current = set(_by_key(self.query(CURRENT), "model", "version"))
+        return self._current
+
+
+CURRENT = "count by (model, version) (mlcost_model_info)"
+
 
 def idle_replicas(ev: Evidence) -> list[Recommendation]:
     w = ev.range
@@ -80,7 +89,7 @@ def idle_replicas(ev: Evidence) -> list[Recommendation]:
     peak, target = _by_key(ev.query(q_peak), "model", "version"), _by_key(ev.query(q_target), "model", "version")
     out = []
     for key, replicas in pods.items():
-        if key not in target or not hourly.get(key) or replicas <= 0:
+        if key not in ev.current() or key not in target or not hourly.get(key) or replicas <= 0:
             continue
         pod_hourly = hourly[key] / replicas
         r_star = pod_hourly / (3.6 * target[key])
@@ -89,11 +98,11 @@ def idle_replicas(ev: Evidence) -> list[Recommendation]:
         if excess < 0.5:
             continue
         out.append(Recommendation(
-            "idle-replicas", f"{key[0]} {key[1]}", f"run {needed} replicas, not {replicas:.1f}",
+            "idle-replicas", f"{key[0]} {key[1]}", f"{needed} replicas, not {replicas:.1f}",
             excess * pod_hourly * HOURS_PER_MONTH, "medium",
             {"replicas_avg": replicas, "replicas_needed": needed, "peak_requests_per_second": peak.get(key, 0.0),
              "r_star_requests_per_second": r_star, "pod_usd_per_hour": pod_hourly, "note": TARGET_UTILIZATION_NOTE},
-            [q_pods, q_hourly, q_peak, q_target]))
+            [q_pods, q_hourly, q_peak, q_target, CURRENT]))
     return out
 
 
@@ -111,7 +120,7 @@ def scale_to_zero(ev: Evidence) -> list[Recommendation]:
         zero_hours = hours.get((model, version), 0.0)
         out.append(Recommendation(
             "scale-to-zero", f"{model} {version}",
-            f"scale to zero: {zero_hours:.0f} h without a request cost {usd(cost)}",
+            f"scale to zero: {zero_hours:.0f} h idle cost {usd(cost)}",
             cost * ev.month, "high" if zero_hours >= 24 else "medium",
             {"zero_traffic_hours": zero_hours, "cost_in_those_hours_usd": cost,
              "window_hours": ev.window.seconds / 3600}, [q_cost, q_hours]))
@@ -166,7 +175,7 @@ def smaller_gpu(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
     groups: dict[tuple, list[PodShape]] = defaultdict(list)
     for shape in _pods(ev).values():
         if shape.gpu_type in catalog.gpu_types and shape.gpus > 0 and shape.models and shape.provider:
-            groups[(min(shape.models), shape.gpu_type, shape.provider, shape.purchase_option or "on_demand")].append(
+            groups[(min(m for m, _ in shape.models), shape.gpu_type, shape.provider, shape.purchase_option or "on_demand")].append(
                 shape)
     for (model, gpu_type, provider, option), shapes in groups.items():
         worst = PodShape(gpu_type=gpu_type, gpus=shapes[0].gpus,
@@ -192,7 +201,7 @@ def smaller_gpu(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
         name, best = min(options, key=lambda o: o[1].hourly_usd)
         saving = (current.hourly_usd - best.hourly_usd) * len(shapes) * HOURS_PER_MONTH
         out.append(Recommendation(
-            "smaller-gpu", f"{model[0]} {model[1]}", f"{gpu_type} -> {name}", saving, "medium",
+            "smaller-gpu", model, f"{gpu_type} -> {name}", saving, "medium",
             {"pods": len(shapes), "gpus_per_pod": worst.gpus, "peak_gpu_memory_gib": worst.peak_memory_bytes / GIB,
              "peak_gpu_utilization": worst.peak_utilization, "current_usd_per_hour": current.hourly_usd,
              "candidate_usd_per_hour": best.hourly_usd, "provider": provider, "purchase_option": option,
@@ -203,13 +212,19 @@ def smaller_gpu(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
 
 def commitments(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
     w = ev.range
-    q_min = (f"min_over_time(sum by (provider, gpu_type) (max by (instance, provider, gpu_type) "
-             f"(mlcost_pricing_info{{purchase_option=\"on_demand\"}}) * on (instance) group_left () "
-             f"max by (instance) (mlcost_allocated_gpus))[{w}:1h])")
+    gpus = (f"sum by (provider, gpu_type) (max by (instance, provider, gpu_type) "
+            f"(mlcost_pricing_info{{purchase_option=\"on_demand\"}}) * on (instance) group_left () "
+            f"max by (instance) (mlcost_allocated_gpus))")
+    q_min, q_hours = f"min_over_time({gpus}[{w}:1h])", f"count_over_time({gpus}[{w}:1h])"
+    # min_over_time skips hours without the series: a GPU type counts as steady only if present in every hour
+    hours = _by_key(ev.query(q_hours), "provider", "gpu_type")
+    window_hours = ev.window.seconds / 3600.0
     confidence = "high" if ev.window.seconds >= 28 * 86400 else "medium"
     out = []
     for labels, steady in ev.query(q_min):
         provider, gpu_type = labels.get("provider", ""), labels.get("gpu_type", "")
+        if hours.get((provider, gpu_type), 0.0) < 0.99 * window_hours:
+            continue
         if steady < 1 or provider not in catalog.providers or gpu_type not in catalog.gpu_types:
             continue
         on_demand = gpu_quote(catalog, provider, "on_demand", gpu_type, math.floor(steady))
@@ -219,10 +234,10 @@ def commitments(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
             committed = gpu_quote(catalog, provider, option, gpu_type, math.floor(steady))
             saving = (on_demand.hourly_usd - committed.hourly_usd) * HOURS_PER_MONTH
             out.append(Recommendation(
-                "commitment", f"{provider} {gpu_type}", f"{option} for {math.floor(steady)} GPUs (the steady minimum)",
+                "commitment", f"{provider} {gpu_type}", f"{option} for {math.floor(steady)} GPUs",
                 saving, level, {"steady_gpus": steady, "on_demand_usd_per_hour": on_demand.hourly_usd,
                                 "committed_usd_per_hour": committed.hourly_usd, "price_as_of": committed.as_of},
-                [q_min]))
+                [q_min, q_hours]))
     return out
 
 
@@ -238,7 +253,7 @@ def spot_training(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
             continue
         saving = cost * (1 - provider.purchase_options["spot"]) * ev.month
         out.append(Recommendation(
-            "spot", f"{labels.get('model')} {labels.get('version')}", "run training on spot (checkpoint to resume)",
+            "spot", f"{labels.get('model')} {labels.get('version')}", "train on spot, with checkpoints",
             saving, "medium", {"on_demand_cost_usd": cost, "spot_ratio": provider.purchase_options["spot"],
                                "note": "per month if the window's training recurs"}, [q]))
     return out
@@ -267,13 +282,13 @@ def above_target(ev: Evidence, history: History) -> list[Recommendation]:
     per_1k = {k: cost[k] / requests[k] * 1000 for k in cost if requests.get(k)}
     out = []
     for key, target in targets.items():
-        if key not in per_1k or per_1k[key] <= target:
+        if key not in ev.current() or key not in per_1k or per_1k[key] <= target:
             continue
         causes = _causes(key, per_1k, requests, first, gpu_cost, idle)
         saving = (per_1k[key] - target) * requests[key] / 1000 * ev.month
         out.append(Recommendation(
             "above-target", f"{key[0]} {key[1]}",
-            f"{usd(per_1k[key])}/1k vs target {usd(target)}: " + ("; ".join(causes) or "cause unclear"),
+            "; ".join(causes) or "cause unclear",
             saving, "medium" if causes else "low",
             {"cost_per_1k_usd": per_1k[key], "target_usd": target, "requests": requests[key], "causes": causes},
             [q_target, history.query_for("usd"), history.query_for("requests")]))
