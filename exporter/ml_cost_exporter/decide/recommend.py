@@ -175,8 +175,8 @@ def smaller_gpu(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
     groups: dict[tuple, list[PodShape]] = defaultdict(list)
     for shape in _pods(ev).values():
         if shape.gpu_type in catalog.gpu_types and shape.gpus > 0 and shape.models and shape.provider:
-            groups[(min(m for m, _ in shape.models), shape.gpu_type, shape.provider, shape.purchase_option or "on_demand")].append(
-                shape)
+            model = min(m for m, _ in shape.models)
+            groups[(model, shape.gpu_type, shape.provider, shape.purchase_option or "on_demand")].append(shape)
     for (model, gpu_type, provider, option), shapes in groups.items():
         worst = PodShape(gpu_type=gpu_type, gpus=shapes[0].gpus,
                          peak_memory_bytes=max(s.peak_memory_bytes for s in shapes),
@@ -212,9 +212,9 @@ def smaller_gpu(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
 
 def commitments(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
     w = ev.range
-    gpus = (f"sum by (provider, gpu_type) (max by (instance, provider, gpu_type) "
-            f"(mlcost_pricing_info{{purchase_option=\"on_demand\"}}) * on (instance) group_left () "
-            f"max by (instance) (mlcost_allocated_gpus))")
+    gpus = ("sum by (provider, gpu_type) (max by (instance, provider, gpu_type) "
+            "(mlcost_pricing_info{purchase_option=\"on_demand\"}) * on (instance) group_left () "
+            "max by (instance) (mlcost_allocated_gpus))")
     q_min, q_hours = f"min_over_time({gpus}[{w}:1h])", f"count_over_time({gpus}[{w}:1h])"
     # min_over_time skips hours without the series: a GPU type counts as steady only if present in every hour
     hours = _by_key(ev.query(q_hours), "provider", "gpu_type")
