@@ -139,6 +139,8 @@ class PodShape:
 
 
 def _pods(ev: Evidence) -> dict[str, PodShape]:
+    if hasattr(ev, "pods"):
+        return ev.pods
     w = ev.range
     queries = {
         "models": f"max by (instance, model, version) (max_over_time(mlcost_model_info[{w}]))",
@@ -158,7 +160,8 @@ def _pods(ev: Evidence) -> dict[str, PodShape]:
         for labels, value in ev.query(queries[name]):
             setattr(pods[labels.get("instance", "")], attr, value)
     ev.pod_queries = list(queries.values())
-    return pods
+    ev.pods = dict(pods)
+    return ev.pods
 
 
 def _fits(catalog: Catalog, shape: PodShape, candidate: str, memory_gib: float, compute_fraction: float) -> bool:
@@ -241,21 +244,26 @@ def commitments(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
     return out
 
 
-def spot_training(ev: Evidence, catalog: Catalog) -> list[Recommendation]:
-    w = ev.range
-    q = (f"sum by (model, version, provider) (increase(mlcost_usd_total{{workload=\"training\"}}[{w}]) "
-         f"* on (instance) group_left (provider) max by (instance, provider) "
-         f"(max_over_time(mlcost_pricing_info{{purchase_option=\"on_demand\"}}[{w}])))")
+def spot_training(ev: Evidence, catalog: Catalog, history: History) -> list[Recommendation]:
+    """Training on on-demand pods: the window's cost (recorded series where present) at the spot discount."""
+    providers = {}
+    for shape in _pods(ev).values():
+        if shape.purchase_option == "on_demand" and shape.provider in catalog.providers:
+            providers.update({model: shape.provider for model in shape.models})
+    cost: dict[tuple[str, str], float] = defaultdict(float)
+    for labels, value in history.totals("usd"):
+        if labels.get("workload") == "training":
+            cost[(labels.get("model", ""), labels.get("version", ""))] += value
     out = []
-    for labels, cost in ev.query(q):
-        provider = catalog.providers.get(labels.get("provider", ""))
-        if provider is None or cost <= 0:
+    for key, spent in cost.items():
+        if key not in providers or spent <= 0:
             continue
-        saving = cost * (1 - provider.purchase_options["spot"]) * ev.month
+        spot = catalog.providers[providers[key]].purchase_options["spot"]
         out.append(Recommendation(
-            "spot", f"{labels.get('model')} {labels.get('version')}", "train on spot, with checkpoints",
-            saving, "medium", {"on_demand_cost_usd": cost, "spot_ratio": provider.purchase_options["spot"],
-                               "note": "per month if the window's training recurs"}, [q]))
+            "spot", f"{key[0]} {key[1]}", "train on spot, with checkpoints", spent * (1 - spot) * ev.month,
+            "medium", {"on_demand_cost_usd": spent, "spot_ratio": spot, "provider": providers[key],
+                       "note": "per month if the window's training recurs"},
+            [history.query_for("usd"), ev.pod_queries[1]]))
     return out
 
 
@@ -321,7 +329,7 @@ def run(context) -> tuple[Document, int, str | None]:
     ev = Evidence(prometheus, window)
     catalog = context.config.catalog
     found = [*idle_replicas(ev), *scale_to_zero(ev), *smaller_gpu(ev, catalog), *commitments(ev, catalog),
-             *spot_training(ev, catalog), *above_target(ev, history)]
+             *spot_training(ev, catalog, history), *above_target(ev, history)]
     prometheus.done()
     found = sorted((r for r in found if r.usd_per_month >= args.min_usd), key=lambda r: -r.usd_per_month)
     rows = [{"rank": i + 1, "kind": r.kind, "subject": r.subject, "action": r.action,
