@@ -8,3 +8,4 @@ bash scripts/setup.sh
 .venv/bin/python -m bench.bench_time_to_page
 .venv/bin/python -m bench.bench_footprint "$@"
 .venv/bin/python -m bench.bench_footprint --with-server "$@"
+.venv/bin/python -m bench.bench_report

@@ -8,7 +8,8 @@ Four weeks (2026-03-04 to 2026-04-01 UTC, 5-minute samples) of what ml-cost-expo
   trainer 1 pod, 8 H100, $55.04/h, workload training, from 03-20 00:00 to 03-22 00:00 (48 h).
 Budgets (their recordings, as the mlcost-budget rules would write them): search-monthly ($20,000 a
 month, the chat model) and research-daily ($1,000 a day, the trainer).
-With `recorded=True` the contract C4 1h recordings are written too, equal to the raw counters' hourly increases.
+With `recorded=True` the contract C4 1h recordings are written too, equal to the raw counters' hourly increases,
+from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _times(start: float, end: float, step: float) -> list[float]:
     return [start + i * step for i in range(int((end - start) // step) + 1)]
 
 
-def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool) -> None:
+def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float) -> None:
     usd = {"gpu": 0.0, "cpu": 0.0}
     idle_gpu = requests = 0.0
     hourly: dict[tuple, float] = {}
@@ -134,28 +135,28 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool) ->
         fam.add("mlcost_gpu_memory_used_bytes", "gauge", "mlcost_gpu_memory_used_bytes",
                 {**pod_labels, "gpu": "0", "uuid": f"GPU-{pod.instance}"}, pod.memory_gib * GIB, t)
         # what accrues during [t, t + STEP): the next sample shows it
-        hours = STEP / 3600.0
+        hours = step / 3600.0
         for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
             usd[resource] += rate * hours
         idle_gpu += pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t))
-        requests += pod.request_rate(t) * STEP
+        requests += pod.request_rate(t) * step
         if recorded:
-            _accrue_hourly(hourly, pod, t, version)
+            _accrue_hourly(hourly, pod, t, version, step)
     if recorded:
         _write_hourly(fam, hourly)
 
 
-def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str) -> None:
-    """The increase each 1h recording at the next full hour sees (the accrual of [t, t+STEP) lands at t+STEP)."""
-    at = (int((t + STEP - 1) // 3600) + 1) * 3600.0 if (t + STEP) % 3600 else t + STEP
-    hours = STEP / 3600.0
+def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) -> None:
+    """The increase each 1h recording at the next full hour sees (the accrual of [t, t+step) lands at t+step)."""
+    at = (int((t + step - 1) // 3600) + 1) * 3600.0 if (t + step) % 3600 else t + step
+    hours = step / 3600.0
     key = (at, pod.model, version, pod.workload)
     for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
         hourly[(*key, "usd", resource)] = hourly.get((*key, "usd", resource), 0.0) + rate * hours
     hourly[(*key, "idle", "gpu")] = hourly.get((*key, "idle", "gpu"), 0.0) + (
         pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t)))
     if pod.workload == "inference":
-        hourly[(*key, "requests", "")] = hourly.get((*key, "requests", ""), 0.0) + pod.request_rate(t) * STEP
+        hourly[(*key, "requests", "")] = hourly.get((*key, "requests", ""), 0.0) + pod.request_rate(t) * step
 
 
 _HOURLY_SERIES: list = []
@@ -165,7 +166,7 @@ def _write_hourly(fam: _Families, hourly: dict) -> None:
     _HOURLY_SERIES.append(hourly)
 
 
-def _flush_hourly(fam: _Families) -> None:
+def _flush_hourly(fam: _Families, rules_from: float) -> None:
     """C4 recordings summed over pods: one sample an hour per model, version (and workload, resource, kind)."""
     summed: dict[tuple, float] = {}
     for hourly in _HOURLY_SERIES:
@@ -173,7 +174,7 @@ def _flush_hourly(fam: _Families) -> None:
             summed[key] = summed.get(key, 0.0) + value
     _HOURLY_SERIES.clear()
     for (at, model, version, workload, kind, resource), value in sorted(summed.items()):
-        if at > END or at < RULES_DEPLOYED:
+        if at > END or at < rules_from:
             continue
         base = {"model": model, "version": version}
         if kind == "usd":
@@ -189,10 +190,10 @@ def _flush_hourly(fam: _Families) -> None:
                         {**base, "kind": token_kind}, value * per, at)
 
 
-def _budget_series(fam: _Families, times: list[float]) -> None:
+def _budget_series(fam: _Families, times: list[float], start_time: float) -> None:
     """Budget recordings: search-monthly = chat's spend ($10/h), research-daily = the trainer's ($55.04/h)."""
     for t in times:
-        month_spent = 10.0 * (t - START) / 3600.0
+        month_spent = 10.0 * (t - start_time) / 3600.0
         period = APRIL - MARCH
         forecast = month_spent / (t - MARCH) * period if t - MARCH >= 86400 else None
         day_start = t - t % 86400
@@ -216,18 +217,18 @@ def _budget_series(fam: _Families, times: list[float]) -> None:
                 fam.add(name, "gauge", name, labels, value, t)
 
 
-def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, budgets: bool = True) -> list[Path]:
+def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, start_time: float = START,
+                      step: float = STEP, rules_from: float = RULES_DEPLOYED) -> list[Path]:
     """The history as OpenMetrics files of CHUNK seconds each."""
     fam = _Families()
-    times = _times(START, END, STEP)
+    times = _times(start_time, END, step)
     for pod in pods(extra_models):
-        _pod_series(fam, pod, times, recorded)
+        _pod_series(fam, pod, times, recorded, step)
     if recorded:
-        _flush_hourly(fam)
-    if budgets:
-        _budget_series(fam, times)
+        _flush_hourly(fam, rules_from)
+    _budget_series(fam, times, start_time)
     paths = []
-    for i, start in enumerate(_times(START, END, CHUNK)):
+    for i, start in enumerate(_times(start_time, END, CHUNK)):
         path = directory / f"history-{i:02d}.om"
         with path.open("w") as out:
             out.writelines(fam.text(start, start + CHUNK))
@@ -235,11 +236,11 @@ def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, bu
     return paths
 
 
-def create_blocks(directory: Path, recorded: bool, extra_models: int = 0) -> Path:
-    """A TSDB directory holding the history, made by promtool."""
+def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span: float) -> Path:
+    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from)."""
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
-    sources = write_openmetrics(directory, recorded, extra_models)
+    sources = write_openmetrics(directory, recorded, extra_models, **span)
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda source: _backfill(source, data), sources))
     return data

@@ -47,15 +47,18 @@ def window_from(context, since_flag: str = "--since", until_flag: str = "--until
 class History:
     """Window totals of the exporter's counters; `recorded` says whether the 1h recordings were used."""
 
-    def __init__(self, prometheus: Prometheus, window: Window) -> None:
+    def __init__(self, prometheus: Prometheus, window: Window, data: str = "auto") -> None:
         self.prometheus = prometheus
         self.window = window
+        self.data = data  # auto, recorded or raw
         self._recorded: dict[Window, bool] = {}
         self.recorded = self.uses_recorded(window)
         self.promql: dict[str, str] = {}
 
     def uses_recorded(self, window: Window) -> bool:
         """Recorded only if the recordings reach back to the window's start (rules deployed later: raw)."""
+        if self.data != "auto":
+            return self.data == "recorded"
         if window not in self._recorded:
             self._recorded[window] = self.prometheus.has_series(RECORDED["usd"][0], window.start + 3600, 3600)
         return self._recorded[window]

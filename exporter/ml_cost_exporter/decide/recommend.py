@@ -50,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
                                    epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--since", default="30d", help="History to read, ending at --until (default 30d).")
     parser.add_argument("--until", help="End of the history (default now; RFC 3339, date or Unix seconds).")
+    parser.add_argument("--data", choices=("auto", "recorded", "raw"), default="auto",
+                        help="Read the model:*:increase1h recordings, the raw counters, or the recordings where "
+                             "they cover the window (default auto).")
     parser.add_argument("--min-usd", type=float, default=1.0, help="Hide savings below this a month (default 1).")
     parser.set_defaults(handler=run)
 
@@ -323,7 +326,7 @@ def run(context) -> tuple[Document, int, str | None]:
     args = context.args
     window = window_from(context)
     prometheus = context.prometheus()
-    history = History(prometheus, window)
+    history = History(prometheus, window, args.data)
     if not history.totals("usd"):
         raise UsageError(f"no cost recorded between {iso(window.start)} and {iso(window.end)}")
     ev = Evidence(prometheus, window)

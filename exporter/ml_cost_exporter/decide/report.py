@@ -26,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
     parser.add_argument("--until", help="End of the window (default now; RFC 3339, date or Unix seconds).")
     parser.add_argument("--by", default="model", help="Comma-separated labels to group by: model, version, "
                                                       "workload, resource, team or any attribution label.")
+    parser.add_argument("--data", choices=("auto", "recorded", "raw"), default="auto",
+                        help="Read the model:*:increase1h recordings, the raw counters, or the recordings where "
+                             "they cover the window (default auto).")
     parser.add_argument("--output", help="Write the report to this file instead of stdout (needed for html).")
     parser.add_argument("--chart", help="Also write the daily cost chart to this PNG file.")
     parser.set_defaults(handler=run)
@@ -107,7 +110,7 @@ def run(context) -> tuple[Document, int, str | None]:
         raise UsageError("--format html needs --output FILE")
     window = window_from(context)
     prometheus = context.prometheus()
-    history = History(prometheus, window)
+    history = History(prometheus, window, args.data)
     data = collect(history, by)
     budgets = budget_rows(history, context.config, data)
     document = build_document(history, by, data, budgets)
