@@ -37,6 +37,26 @@ def _report(url: str, data: str) -> tuple[float, int, float]:
     return elapsed, body["meta"]["queries"], body["meta"]["total_usd"]
 
 
+def _blocks(url: str) -> float:
+    """Prometheus's own count of loaded blocks, from its /metrics."""
+    for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("prometheus_tsdb_blocks_loaded "):
+            return float(line.split()[1])
+    return -1.0
+
+
+def _wait_for_compaction(url: str) -> None:
+    """Prometheus compacts the backfilled 2h blocks after it starts; measure once the block count is stable."""
+    first = _blocks(url)
+    wait_until(lambda: _blocks(url) < first / 4, 300, interval=1, what="compaction of the backfilled blocks")
+    last, stable_since = _blocks(url), time.monotonic()
+    while time.monotonic() - stable_since < 10:  # until no compaction has changed the count for 10 s
+        time.sleep(1)
+        if _blocks(url) != last:
+            last, stable_since = _blocks(url), time.monotonic()
+    print(f"compacted {first:.0f} backfilled blocks into {last:.0f}")
+
+
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mlcost-bench-report-"))
     began = time.perf_counter()
@@ -52,6 +72,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 120, what="Prometheus")
+        _wait_for_compaction(url)
         runs = {"recorded": [], "raw": []}
         for _ in range(5):
             for mode in runs:
