@@ -12,3 +12,5 @@ bash scripts/setup.sh
 .venv/bin/python -m bench.bench_footprint --with-server --storage "$@"
 .venv/bin/python -m bench.bench_restarts --kills 50
 .venv/bin/python -m bench.bench_restarts --kills 50 --no-storage
+.venv/bin/python -m bench.bench_hostile
+.venv/bin/python -m bench.bench_report

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3 python3-venv python3-dev gcc openssl curl nodejs npm prometheus prometheus-alertmanager
+packages=(python3 python3-venv python3-dev gcc openssl curl nodejs npm prometheus prometheus-alertmanager chromium
           prometheus-node-exporter)
 missing=()
 for package in "${packages[@]}"; do

@@ -1,0 +1,1 @@
+"""`mlcost`: estimate a job before it runs, report what was spent, recommend what to change."""

@@ -1,0 +1,252 @@
+"""Deterministic exporter history for `mlcost` tests and benchmarks, written as OpenMetrics for promtool.
+
+Four weeks (2026-03-04 to 2026-04-01 UTC, 5-minute samples) of what ml-cost-exporter pods export:
+  chat    2 pods, 1 A100-80GB each, $5/h a pod; v1 until 03-25 (10 req/s, 60 % busy), then v2
+          (4 req/s, 30 % busy); target $0.10 per 1k.
+  embed   1 pod on an A100-80GB, $5/h, 2 req/s from 06:00 to 24:00 and none from 00:00 to 06:00;
+          at most 15 % busy and 6 GiB of GPU memory.
+  trainer 1 pod, 8 H100, $55.04/h, workload training, from 03-20 00:00 to 03-22 00:00 (48 h).
+Budgets (their recordings, as the mlcost-budget rules would write them): search-monthly ($20,000 a
+month, the chat model) and research-daily ($1,000 a day, the trainer).
+With `recorded=True` the contract C4 1h recordings are written too, equal to the raw counters' hourly increases,
+from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+START = datetime(2026, 3, 4, tzinfo=UTC).timestamp()
+END = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
+VERSION_CHANGE = datetime(2026, 3, 25, tzinfo=UTC).timestamp()
+TRAIN_START = datetime(2026, 3, 20, tzinfo=UTC).timestamp()
+TRAIN_END = datetime(2026, 3, 22, tzinfo=UTC).timestamp()
+RULES_DEPLOYED = datetime(2026, 3, 18, tzinfo=UTC).timestamp()  # the C4 recordings exist from here on
+MARCH = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+APRIL = END
+STEP = 600.0
+CHUNK = 12 * 3600.0  # promtool reads its whole input once per 2h block: small files keep it fast
+GIB = 1024.0**3
+
+
+@dataclass(frozen=True)
+class Pod:
+    instance: str
+    model: str
+    team: str
+    workload: str
+    gpu_type: str
+    gpus: int
+    gpu_usd_per_hour: float
+    cpu_usd_per_hour: float
+    version: Callable[[float], str]
+    alive: Callable[[float], bool]
+    request_rate: Callable[[float], float]  # requests/s during [t, t + STEP)
+    utilization: Callable[[float], float]
+    memory_gib: float
+    target_per_1k: float | None
+
+
+def _hour(t: float) -> int:
+    return datetime.fromtimestamp(t, UTC).hour
+
+
+def chat_version(t: float) -> str:
+    return "v1" if t < VERSION_CHANGE else "v2"
+
+
+def pods(extra_models: int = 0) -> list[Pod]:
+    always = lambda t: True  # noqa: E731
+    chat = [Pod(f"chat-{i}", "chat", "search", "inference", "a100-80gb", 1, 4.5, 0.5, chat_version, always,
+                lambda t: 5.0 if t < VERSION_CHANGE else 2.0, lambda t: 0.6 if t < VERSION_CHANGE else 0.3,
+                30.0, 0.10) for i in range(2)]
+    embed = Pod("embed-0", "embed", "ads", "inference", "a100-80gb", 1, 4.5, 0.5, lambda t: "v3", always,
+                lambda t: 0.0 if _hour(t) < 6 else 2.0, lambda t: 0.0 if _hour(t) < 6 else 0.15, 6.0, None)
+    trainer = Pod("train-0", "trainer", "research", "training", "h100", 8, 52.0, 3.04, lambda t: "v1",
+                  lambda t: TRAIN_START <= t < TRAIN_END, lambda t: 0.0, lambda t: 0.95, 70.0, None)
+    more = [Pod(f"bench-{i}", f"model-{i:03d}", f"team-{i % 10}", "inference", "l4", 1, 0.7, 0.1,
+                lambda t: "v1", always, lambda t, i=i: 1.0 + i % 5, lambda t: 0.5, 10.0, 0.5)
+            for i in range(extra_models)]
+    return [*chat, embed, trainer, *more]
+
+
+class _Families:
+    """Samples grouped by family, as OpenMetrics requires (each family's samples contiguous)."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, str] = {}
+        self.lines: dict[str, list[str]] = {}
+
+    def add(self, family: str, kind: str, sample: str, labels: dict[str, str], value: float, t: float) -> None:
+        self.types.setdefault(family, kind)
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        self.lines.setdefault(family, []).append((t, f"{sample}{{{text}}} {value!r} {t:.0f}"))
+
+    def text(self, start: float, end: float) -> Iterator[str]:
+        """The samples in [start, end) as one OpenMetrics document."""
+        for family, kind in self.types.items():
+            lines = [line for t, line in self.lines[family] if start <= t < end]
+            if lines:
+                yield f"# TYPE {family} {kind}\n"
+                yield "\n".join(lines) + "\n"
+        yield "# EOF\n"
+
+
+def _times(start: float, end: float, step: float) -> list[float]:
+    return [start + i * step for i in range(int((end - start) // step) + 1)]
+
+
+def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float) -> None:
+    usd = {"gpu": 0.0, "cpu": 0.0}
+    idle_gpu = requests = 0.0
+    hourly: dict[tuple, float] = {}
+    for t in times:
+        if not pod.alive(t):
+            continue
+        version = pod.version(t)
+        base = {"instance": pod.instance, "job": "ml-cost-exporter", "model": pod.model, "version": version}
+        for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
+            fam.add("mlcost_usd", "counter", "mlcost_usd_total",
+                    {**base, "workload": pod.workload, "resource": resource}, usd[resource], t)
+            fam.add("mlcost_hourly_usd", "gauge", "mlcost_hourly_usd",
+                    {**base, "workload": pod.workload, "resource": resource}, rate, t)
+        fam.add("mlcost_idle_usd", "counter", "mlcost_idle_usd_total", {**base, "resource": "gpu"}, idle_gpu, t)
+        if pod.workload == "inference":
+            fam.add("mlcost_requests", "counter", "mlcost_requests_total", base, requests, t)
+            for kind, per in (("prompt", 50), ("generation", 150)):
+                fam.add("mlcost_tokens", "counter", "mlcost_tokens_total", {**base, "kind": kind}, requests * per, t)
+        if pod.target_per_1k is not None:
+            fam.add("mlcost_target_cost_per_1k_usd", "gauge", "mlcost_target_cost_per_1k_usd", base,
+                    pod.target_per_1k, t)
+        fam.add("mlcost_model_info", "gauge", "mlcost_model_info",
+                {**base, "team": pod.team, "workload": pod.workload}, 1.0, t)
+        pod_labels = {"instance": pod.instance, "job": "ml-cost-exporter"}
+        fam.add("mlcost_allocated_gpus", "gauge", "mlcost_allocated_gpus", pod_labels, float(pod.gpus), t)
+        fam.add("mlcost_pricing_info", "gauge", "mlcost_pricing_info",
+                {**pod_labels, "gpu_type": pod.gpu_type, "instance_type": "", "provider": "aws",
+                 "purchase_option": "on_demand"}, 1.0, t)
+        fam.add("mlcost_gpu_utilization_ratio", "gauge", "mlcost_gpu_utilization_ratio",
+                {**pod_labels, "gpu": "0", "uuid": f"GPU-{pod.instance}"}, pod.utilization(t), t)
+        fam.add("mlcost_gpu_memory_used_bytes", "gauge", "mlcost_gpu_memory_used_bytes",
+                {**pod_labels, "gpu": "0", "uuid": f"GPU-{pod.instance}"}, pod.memory_gib * GIB, t)
+        # what accrues during [t, t + STEP): the next sample shows it
+        hours = step / 3600.0
+        for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
+            usd[resource] += rate * hours
+        idle_gpu += pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t))
+        requests += pod.request_rate(t) * step
+        if recorded:
+            _accrue_hourly(hourly, pod, t, version, step)
+    if recorded:
+        _write_hourly(fam, hourly)
+
+
+def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) -> None:
+    """The increase each 1h recording at the next full hour sees (the accrual of [t, t+step) lands at t+step)."""
+    at = (int((t + step - 1) // 3600) + 1) * 3600.0 if (t + step) % 3600 else t + step
+    hours = step / 3600.0
+    key = (at, pod.model, version, pod.workload)
+    for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
+        hourly[(*key, "usd", resource)] = hourly.get((*key, "usd", resource), 0.0) + rate * hours
+    hourly[(*key, "idle", "gpu")] = hourly.get((*key, "idle", "gpu"), 0.0) + (
+        pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t)))
+    if pod.workload == "inference":
+        hourly[(*key, "requests", "")] = hourly.get((*key, "requests", ""), 0.0) + pod.request_rate(t) * step
+
+
+_HOURLY_SERIES: list = []
+
+
+def _write_hourly(fam: _Families, hourly: dict) -> None:
+    _HOURLY_SERIES.append(hourly)
+
+
+def _flush_hourly(fam: _Families, rules_from: float) -> None:
+    """C4 recordings summed over pods: one sample an hour per model, version (and workload, resource, kind)."""
+    summed: dict[tuple, float] = {}
+    for hourly in _HOURLY_SERIES:
+        for key, value in hourly.items():
+            summed[key] = summed.get(key, 0.0) + value
+    _HOURLY_SERIES.clear()
+    for (at, model, version, workload, kind, resource), value in sorted(summed.items()):
+        if at > END or at < rules_from:
+            continue
+        base = {"model": model, "version": version}
+        if kind == "usd":
+            fam.add("model:mlcost_usd:increase1h", "gauge", "model:mlcost_usd:increase1h",
+                    {**base, "workload": workload, "resource": resource}, value, at)
+        elif kind == "idle":
+            fam.add("model:mlcost_idle_usd:increase1h", "gauge", "model:mlcost_idle_usd:increase1h",
+                    {**base, "resource": resource}, value, at)
+        else:
+            fam.add("model:mlcost_requests:increase1h", "gauge", "model:mlcost_requests:increase1h", base, value, at)
+            for token_kind, per in (("prompt", 50), ("generation", 150)):
+                fam.add("model:mlcost_tokens:increase1h", "gauge", "model:mlcost_tokens:increase1h",
+                        {**base, "kind": token_kind}, value * per, at)
+
+
+def _budget_series(fam: _Families, times: list[float], start_time: float) -> None:
+    """Budget recordings: search-monthly = chat's spend ($10/h), research-daily = the trainer's ($55.04/h)."""
+    for t in times:
+        month_spent = 10.0 * (t - start_time) / 3600.0
+        period = APRIL - MARCH
+        forecast = month_spent / (t - MARCH) * period if t - MARCH >= 86400 else None
+        day_start = t - t % 86400
+        training = 55.04 if TRAIN_START <= t < TRAIN_END else 0.0
+        day_spent = 55.04 * max(0.0, min(t, TRAIN_END) - max(day_start, TRAIN_START)) / 3600.0
+        for budget, spent, limit, start, end, rate, fc in (
+                ("search-monthly", month_spent, 20000.0, MARCH, APRIL, 10.0 / 3600, forecast),
+                ("research-daily", day_spent, 1000.0, day_start, day_start + 86400, training / 3600, None)):
+            affordable = limit / (end - start)
+            labels = {"budget": budget}
+            values = {"budget:mlcost_budget_spend_usd:period_to_date": spent,
+                      "budget:mlcost_budget_limit_usd:max": limit,
+                      "budget:mlcost_budget_period_start_timestamp_seconds:max": start,
+                      "budget:mlcost_budget_period_end_timestamp_seconds:max": end,
+                      "budget:mlcost_budget_spend_usd:rate1h": rate}
+            for window in ("1h", "6h", "1d"):
+                values[f"budget:mlcost_budget_burn:ratio_rate{window}"] = rate / affordable
+            if fc is not None:
+                values["budget:mlcost_budget_spend_usd:forecast_period_end"] = fc
+            for name, value in values.items():
+                fam.add(name, "gauge", name, labels, value, t)
+
+
+def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, start_time: float = START,
+                      step: float = STEP, rules_from: float = RULES_DEPLOYED) -> list[Path]:
+    """The history as OpenMetrics files of CHUNK seconds each."""
+    fam = _Families()
+    times = _times(start_time, END, step)
+    for pod in pods(extra_models):
+        _pod_series(fam, pod, times, recorded, step)
+    if recorded:
+        _flush_hourly(fam, rules_from)
+    _budget_series(fam, times, start_time)
+    paths = []
+    for i, start in enumerate(_times(start_time, END, CHUNK)):
+        path = directory / f"history-{i:02d}.om"
+        with path.open("w") as out:
+            out.writelines(fam.text(start, start + CHUNK))
+        paths.append(path)
+    return paths
+
+
+def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span: float) -> Path:
+    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "data"
+    sources = write_openmetrics(directory, recorded, extra_models, **span)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda source: _backfill(source, data), sources))
+    return data
+
+
+def _backfill(source: Path, data: Path) -> None:
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(source), str(data)],
+                   check=True, capture_output=True)
+    source.unlink()

@@ -1,0 +1,247 @@
+"""`mlcost` against real Prometheus and Alertmanager holding a backfilled month (tests/integration/mlcost_history)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from ml_cost_exporter.decide.main import main
+from tests.conftest import FIXTURES, free_port, wait_until
+from tests.integration import mlcost_history
+from tests.integration.conftest import Processes
+
+GOLDEN = FIXTURES / "golden" / "mlcost"
+WINDOW = ["--since", "14d", "--until", "2026-04-01"]
+MONTH = 730 * 3600 / (14 * 86400)  # the 14-day window scaled to a month
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One Prometheus on the backfilled blocks and one Alertmanager, shared by every test here."""
+    root = tmp_path_factory.mktemp("mlcost")
+    data = mlcost_history.create_blocks(root / "tsdb", recorded=True)
+    (root / "prometheus.yml").write_text("global: {}\n")
+    (root / "alertmanager.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    processes = Processes(root)
+    prom_port, am_port, cluster_port = free_port(), free_port(), free_port()
+    processes.start("prometheus", ["prometheus", f"--config.file={root / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=50y",
+                                   f"--web.listen-address=127.0.0.1:{prom_port}"])
+    processes.start("alertmanager", ["prometheus-alertmanager", f"--config.file={root / 'alertmanager.yml'}",
+                                     f"--storage.path={root / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                                     f"--cluster.listen-address=127.0.0.1:{cluster_port}"])
+    urls = {"prometheus": f"http://127.0.0.1:{prom_port}", "alertmanager": f"http://127.0.0.1:{am_port}"}
+    try:
+        wait_until(lambda: requests.get(f"{urls['prometheus']}/-/ready", timeout=1).ok, 60, what="Prometheus")
+        wait_until(lambda: requests.get(f"{urls['alertmanager']}/-/ready", timeout=1).ok, what="Alertmanager")
+        yield urls
+    finally:
+        processes.stop_all()
+
+
+def mlcost(stack: dict[str, str] | None, capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    environ = {"MLCOST_PROMETHEUS_URL": stack["prometheus"], "MLCOST_ALERTMANAGER_URL": stack["alertmanager"]} \
+        if stack else {}
+    status = main(list(argv), environ)
+    out, err = capsys.readouterr()
+    if "--format" not in argv or "table" in argv:
+        assert all(len(line) <= 80 for line in out.splitlines()), out
+    return status, out, err
+
+
+def report_json(stack, capsys, *argv: str) -> dict:
+    status, out, err = mlcost(stack, capsys, "report", "--format", "json", *argv)
+    assert status == 0, err
+    return json.loads(out)
+
+
+def test_report_sums_recorded_series_over_the_window(stack, capsys) -> None:
+    body = report_json(stack, capsys, *WINDOW)
+    rows = {r["model"]: r for r in body["rows"] if r["group"] != "TOTAL"}
+    assert body["meta"]["data_source"] == "recorded"
+    assert rows["chat"]["cost_usd"] == pytest.approx(2 * 5.0 * 14 * 24)
+    assert rows["embed"]["cost_usd"] == pytest.approx(5.0 * 14 * 24)
+    assert rows["trainer"]["cost_usd"] == pytest.approx(55.04 * 48)
+    assert rows["chat"]["requests"] == pytest.approx(10 * 7 * 86400 + 4 * 7 * 86400)
+    assert rows["chat"]["tokens"] == pytest.approx(200 * (10 * 7 * 86400 + 4 * 7 * 86400))
+    # idle: 40 % of the GPU's $4.50/h for v1's week, 70 % for v2's, on two pods
+    assert rows["chat"]["idle_usd"] == pytest.approx(2 * 4.5 * 168 * (0.4 + 0.7))
+    assert rows["embed"]["idle_usd"] == pytest.approx(14 * 4.5 * (18 * 0.85 + 6))
+    assert rows["chat"]["cost_per_1k_usd"] == pytest.approx(3360 / (14 * 7 * 86400) * 1000)
+    assert body["meta"]["total_usd"] == pytest.approx(3360 + 1680 + 55.04 * 48)
+    # the previous window (03-04 to 03-18) predates the recordings: it came from the raw counters
+    assert rows["embed"]["change"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["trainer"]["change"] is None
+    assert "previous window from raw counters" in body["notes"][0]
+
+
+def test_report_falls_back_to_raw_counters_before_the_recordings_exist(stack, capsys) -> None:
+    body = report_json(stack, capsys, "--since", "7d", "--until", "2026-03-11", "--by", "team")
+    rows = {r["team"]: r for r in body["rows"] if r["group"] != "TOTAL"}
+    assert body["meta"]["data_source"] == "raw"
+    assert "increase(mlcost_usd_total[7d])" in body["meta"]["promql"]["usd"]
+    assert rows["search"]["cost_usd"] == pytest.approx(10.0 * 7 * 24)
+    assert rows["search"]["cost_per_1k_usd"] == pytest.approx(10.0 / 36.0)
+    assert rows["ads"]["requests"] == pytest.approx(2 * 18 * 3600 * 7)
+    assert set(rows) == {"search", "ads"}  # the trainer ran later
+
+
+def test_report_budget_shares_follow_the_config_selectors(stack, capsys, tmp_path: Path) -> None:
+    config = tmp_path / "pricing.yaml"
+    config.write_text("models:\n  - {name: chat, version: v2, labels: {team: search}}\n"
+                      "budgets:\n  - {name: search-monthly, amount_usd: 20000, selector: {team: search}}\n")
+    body = report_json(stack, capsys, *WINDOW, "--config.file", str(config))
+    budget = body["budgets"][0]
+    assert budget["budget"] == "search-monthly"
+    assert budget["spent_usd"] == pytest.approx(3360)
+    assert budget["share"] == pytest.approx(3360 / (5040 + 55.04 * 48))
+    assert budget["limit_usd"] == pytest.approx(20000)
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
+def test_report_golden_outputs(stack, capsys, update_golden: bool, fmt: str) -> None:
+    status, out, _ = mlcost(stack, capsys, "report", *WINDOW, "--by", "team,version", "--format", fmt)
+    assert status == 0
+    golden = GOLDEN / f"report.{ 'md' if fmt == 'markdown' else 'txt' if fmt == 'table' else fmt}"
+    if update_golden:
+        golden.write_text(out)
+    assert out == golden.read_text()
+
+
+def test_html_report_renders_its_charts_in_chromium(stack, capsys, tmp_path: Path) -> None:
+    page, chart = tmp_path / "report.html", tmp_path / "cost.png"
+    status, out, err = mlcost(stack, capsys, "report", *WINDOW, "--format", "html", "--output", str(page),
+                              "--chart", str(chart))
+    assert status == 0 and out == "" and "wrote" in err
+    text = page.read_text()
+    assert text.count("<svg") == 3 and "<script" not in text and "src=" not in text
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is installed by scripts/setup.sh"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    for chart_id in ("daily-cost", "cost-per-1k", "idle-share"):
+        assert f'id="{chart_id}"><svg' in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 20000  # a blank page is a few kB
+
+
+def _post_alert(stack, budget: str, name: str, severity: str) -> None:
+    alert = [{"labels": {"alertname": name, "budget": budget, "severity": severity},
+              "annotations": {"summary": f"{budget} {name}"}, "startsAt": "2026-03-21T11:00:00Z"}]
+    requests.post(f"{stack['alertmanager']}/api/v2/alerts", json=alert, timeout=5).raise_for_status()
+
+
+def test_budgets_show_recordings_runout_and_alertmanager_alerts(stack, capsys) -> None:
+    _post_alert(stack, "research-daily", "MLCostBudgetBurnSlow", "warning")
+    wait_until(lambda: requests.get(f"{stack['alertmanager']}/api/v2/alerts", timeout=1).json(), what="the alert")
+    status, out, err = mlcost(stack, capsys, "budgets", "--at", "2026-03-21T12:00:00Z", "--format", "json")
+    assert status == 0, err
+    body = json.loads(out)
+    rows = {r["budget"]: r for r in body["budgets"]}
+    assert rows["search-monthly"]["spent_usd"] == pytest.approx(10.0 * 17.5 * 24)
+    assert rows["search-monthly"]["forecast_usd"] == pytest.approx(4200 / 20.5 * 31)
+    assert rows["search-monthly"]["burn_1h"] == pytest.approx((10 / 3600) / (20000 / (31 * 86400)))
+    assert rows["search-monthly"]["runs_out"] == "-"  # not before the month ends
+    assert rows["research-daily"]["used"] == pytest.approx(55.04 * 12 / 1000)
+    assert rows["research-daily"]["runs_out_at"] == "2026-03-21T18:10:06Z"
+    assert rows["research-daily"]["alerts"] == ["MLCostBudgetBurnSlow(warning)"]
+    assert rows["search-monthly"]["alerts"] == []
+
+
+@pytest.mark.parametrize(("fail_at", "status"), [("60%", 1), ("0.7", 0), ("1", 0)])
+def test_budgets_fail_at_gates_cron_jobs(stack, capsys, fail_at: str, status: int) -> None:
+    code, _, err = mlcost(stack, capsys, "budgets", "--at", "2026-03-21T12:00:00Z", "--fail-at", fail_at)
+    assert code == status
+    assert ("research-daily 66.0%" in err) == (status == 1)
+
+
+def _recommendations(stack, capsys) -> dict[tuple[str, str], dict]:
+    status, out, err = mlcost(stack, capsys, "recommend", *WINDOW, "--format", "json")
+    assert status == 0, err
+    return {(r["kind"], r["subject"]): r for r in json.loads(out)["recommendations"]}
+
+
+def test_recommend_finds_what_the_history_warrants_and_nothing_else(stack, capsys) -> None:
+    found = _recommendations(stack, capsys)
+    zero = found[("scale-to-zero", "embed v3")]
+    assert zero["evidence"]["zero_traffic_hours"] == 84  # 01:00-06:00 UTC closes 6 empty hours a day
+    assert zero["usd_per_month"] == pytest.approx(84 * 5.0 * MONTH)
+    assert found[("spot", "trainer v1")]["usd_per_month"] == pytest.approx(55.04 * 48 * 0.65 * MONTH)
+    replicas = found[("idle-replicas", "chat v2")]
+    assert replicas["evidence"]["replicas_needed"] == 1  # 4 req/s under r* = $5/h / (3.6 x $0.10) = 13.9 req/s
+    assert replicas["usd_per_month"] == pytest.approx(5.0 * 730)
+    assert found[("smaller-gpu", "embed")]["action"] == "a100-80gb -> t4"
+    commit = found[("commitment", "aws a100-80gb")]
+    assert commit["evidence"]["steady_gpus"] == 3
+    target = found[("above-target", "chat v2")]
+    assert "GPU utilization 30%" in target["action"] and "v2 costs 2.5x v1" in target["action"]
+    # not warranted: the old version, the 48-hour training job's GPUs, the trainer's H100s
+    assert ("idle-replicas", "chat v1") not in found and ("above-target", "chat v1") not in found
+    assert ("commitment", "aws h100") not in found and ("smaller-gpu", "trainer") not in found
+    assert not any(kind == "scale-to-zero" and subject.startswith("chat") for kind, subject in found)
+    status, out, _ = mlcost(stack, capsys, "recommend", *WINDOW, "--format", "json")
+    ranked = [r["usd_per_month"] for r in json.loads(out)["recommendations"]]  # as printed, duplicates of a key too
+    assert status == 0 and ranked == sorted(ranked, reverse=True)
+    assert all(r["promql"] and r["confidence"] in ("high", "medium", "low") for r in found.values())
+
+
+def test_estimate_like_uses_the_measured_cost_per_1k(stack, capsys) -> None:
+    status, out, err = mlcost(stack, capsys, "estimate", "--gpu", "a100-80gb", "--request-rate", "4",
+                              "--throughput", "10", "--like", "chat:v2", "--at", "2026-04-01", "--history", "7d",
+                              "--format", "json", "--max-usd", "1000")
+    measured = json.loads(out)["meta"]["measured"]
+    assert measured["hours_of_history"] == 7 * 24  # the hours ending 03-25 01:00 to 04-01 00:00
+    assert measured["p50_usd"] == pytest.approx(10.0 / (4 * 3.6) * 4 * 730 * 3.6)
+    assert status == 1 and "over --max-usd $1,000" in err
+
+
+def test_an_empty_window_is_one_line_and_status_2(stack, capsys) -> None:
+    status, out, err = mlcost(stack, capsys, "report", "--since", "7d", "--until", "2026-01-01")
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and "no cost recorded between 2025-12-25T00:00:00Z" in err
+
+
+class _Refuse(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("command", [["report"], ["recommend"], ["budgets"], ["estimate", "--gpu", "l4",
+                                                                             "--hours", "1", "--like", "chat"]])
+def test_unreachable_or_unauthorized_prometheus_is_status_3(capsys, command: list[str]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for url, words in ((f"http://127.0.0.1:{free_port()}", "unreachable"),
+                           (f"http://127.0.0.1:{server.server_address[1]}", "HTTP 401")):
+            status, out, err = mlcost(None, capsys, *command, "--prometheus.url", url, "--query.timeout", "3s")
+            assert status == 3 and out == "" and err.count("\n") == 1 and words in err, err
+    finally:
+        server.shutdown()
+
+
+def test_console_script_never_prints_a_traceback(stack) -> None:
+    script = Path(sys.executable).with_name("mlcost")
+    for argv in (["estimate", "--gpu", "nope", "--hours", "1"], ["report", "--since", "banana"],
+                 ["budgets", "--fail-at", "x"], ["report", "--prometheus.url", "ftp://x"]):
+        result = subprocess.run([str(script), *argv], capture_output=True, text=True, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "MLCOST_PROMETHEUS_URL": stack["prometheus"]})
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
