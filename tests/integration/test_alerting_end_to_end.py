@@ -103,7 +103,7 @@ def test_a_burning_budget_pages_with_its_dollars_and_resolves_when_the_budget_is
     assert PAGE.match(page["payload"]["summary"]), page["payload"]["summary"]
     assert page["routing_key"] == "local-routing-key"  # read from the secret file, never from the config
     assert page["payload"]["severity"] == "critical"
-    assert "README.md#mlcostbudgetburnfast" in page["payload"]["custom_details"]["runbook"]
+    assert "docs/runbooks.md#mlcostbudgetburnfast" in page["payload"]["custom_details"]["runbook"]
     wait_until(lambda: webhook.received("/watchdog"), timeout=30, what="the Watchdog heartbeat")
 
     config.write_text(exporter_config(server_url, 1_000_000_000))

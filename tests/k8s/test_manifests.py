@@ -270,3 +270,42 @@ def test_custom_resources_validate_against_their_crd_schemas(built):
     broken["spec"]["podMetricsEndpoints"][0]["port"] = 9945  # the CRD wants a port name
     (line,) = validate_custom_resources([broken])
     assert line.startswith("invalid PodMonitor") and "must be string" in line
+
+
+def test_the_keda_budget_trigger_affords_replicas_per_model_from_every_budget_selecting_it(tmp_path):
+    """The ScaledObject's own query, evaluated by promtool: half of January gone, half the money left."""
+    query = yaml.safe_load((K8S / "keda" / "vllm-scaledobject.yaml").read_text())
+    trigger = next(t for t in query["spec"]["triggers"] if t["name"] == "budget")["metadata"]["query"]
+    hour = 'mlcost_hourly_usd{{namespace="{ns}",pod="{pod}",model="{model}",version="v1",resource="gpu"}}'
+    series = {
+        # risk-monthly: $3720 left for 372 hours ($10 an hour); its models spend $8 an hour now (two
+        # fraud-detector pods at $2, one other pod at $4): $2 of headroom buys one more $2 pod.
+        'budget:mlcost_budget_limit_usd:max{budget="risk-monthly"}': 7440,
+        'budget:mlcost_budget_spend_usd:period_to_date{budget="risk-monthly"}': 3720,
+        # fraud-cap selects fraud-detector only and affords 10 pods: not the tightest.
+        'budget:mlcost_budget_limit_usd:max{budget="fraud-cap"}': 20000,
+        'budget:mlcost_budget_spend_usd:period_to_date{budget="fraud-cap"}': 12560,
+        # broke selects only the other model and is overspent: it must not cap fraud-detector.
+        'budget:mlcost_budget_limit_usd:max{budget="broke"}': 10,
+        'budget:mlcost_budget_spend_usd:period_to_date{budget="broke"}': 100,
+        hour.format(ns="ml-serving", pod="a", model="fraud-detector"): 2,
+        hour.format(ns="ml-serving", pod="b", model="fraud-detector"): 2,
+        hour.format(ns="other", pod="c", model="other"): 4,
+        'mlcost_budget_info{budget="risk-monthly",model="fraud-detector",version="v1",pod="a"}': 1,
+        'mlcost_budget_info{budget="risk-monthly",model="fraud-detector",version="v1",pod="b"}': 1,
+        'mlcost_budget_info{budget="risk-monthly",model="other",version="v1",pod="c"}': 1,
+        'mlcost_budget_info{budget="fraud-cap",model="fraud-detector",version="v1",pod="a"}': 1,
+        'mlcost_budget_info{budget="broke",model="other",version="v1",pod="c"}': 1,
+    }
+    for budget in ("risk-monthly", "fraud-cap", "broke"):
+        series[f'budget:mlcost_budget_period_end_timestamp_seconds:max{{budget="{budget}"}}'] = 2678400
+    suite = {"rule_files": [], "evaluation_interval": "1h", "tests": [{
+        "interval": "1h",
+        "input_series": [{"series": k, "values": f"{v}x400"} for k, v in series.items()],
+        "promql_expr_test": [{"expr": trigger, "eval_time": "372h",
+                              "exp_samples": [{"labels": "{}", "value": 3}]}]}]}
+    path = tmp_path / "keda.test.yml"
+    path.write_text(yaml.safe_dump(suite))
+    result = subprocess.run([shutil.which("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

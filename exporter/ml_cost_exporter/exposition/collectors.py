@@ -135,6 +135,10 @@ class CostCollector:
         current = GaugeMetricFamily("mlcost_budget_current_period_info",
                                     "The period label of the budget's current period (always 1); selects the "
                                     "current period's spend series in PromQL.", labels=["budget", "period"])
+        selects = GaugeMetricFamily(
+            "mlcost_budget_info",
+            "Each model a budget's selector selects (always 1); joins per-model series to their budgets "
+            "in PromQL without naming a budget.", labels=["budget", "model", "version"])
         burn = GaugeMetricFamily("mlcost_budget_burn_rate",
                                  "This pod's current spend rate divided by the budget's affordable rate "
                                  "(limit / period length); sums across pods.", labels=["budget"])
@@ -149,7 +153,10 @@ class CostCollector:
                 thresholds.add_metric([budget.name, f"{threshold:g}"], threshold)
             if budget.name in snapshot.budget_burn_rate:
                 burn.add_metric([budget.name], snapshot.budget_burn_rate[budget.name])
-        yield from (limit, start, end, current, thresholds, burn)
+            for model in config.models:
+                if budget.selector.matches(model):
+                    selects.add_metric([budget.name, model.name, model.version], 1)
+        yield from (limit, start, end, current, thresholds, burn, selects)
 
 
 class GpuCollector:

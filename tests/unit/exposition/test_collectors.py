@@ -121,6 +121,12 @@ def test_values_follow_from_the_scripted_load(runtime):
     assert value("mlcost_budget_spend_usd_total", {"budget": "llama-daily", "period": "2026-11-16"}) == \
         pytest.approx(llama_cost, rel=1e-9)
     assert value("mlcost_budget_alert_threshold_ratio", {"budget": "llama-daily", "threshold": "0.5"}) == 0.5
+    # Each budget names exactly the models its selector selects: the team selector takes both, the
+    # model list only llama.
+    assert value("mlcost_budget_info", {"budget": "search-monthly", **llama}) == 1
+    assert value("mlcost_budget_info", {"budget": "search-monthly", "model": "reranker", "version": "v7"}) == 1
+    assert value("mlcost_budget_info", {"budget": "llama-daily", **llama}) == 1
+    assert value("mlcost_budget_info", {"budget": "llama-daily", "model": "reranker", "version": "v7"}) is None
     assert value("mlcost_target_cost_per_1k_usd", llama) == 0.25
     assert value("mlcost_tokens_total", {**llama, "kind": "prompt"}) == 120000.0
     assert value("mlcost_exporter_source_up", {"source": "server:http://triton/metrics"}) == 1.0
