@@ -6,6 +6,7 @@
     import 'rules/mlcost-model.rules.json',
     import 'rules/mlcost-scaling.rules.json',
     import 'rules/mlcost-tokens.rules.json',
+    import 'rules/mlcost-training.rules.json',
   ],
   dashboards: {
     'ml-cost-exporter-health.json': std.parseJson(importstr '../grafana/dashboards/ml-cost-exporter-health.json'),
