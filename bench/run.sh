@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark and prints the figures (about 3 minutes).
+# Runs every benchmark and prints the figures (about 3 minutes, plus a few for bench_rules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,3 +8,4 @@ bash scripts/setup.sh
 .venv/bin/python -m bench.bench_time_to_page
 .venv/bin/python -m bench.bench_footprint "$@"
 .venv/bin/python -m bench.bench_footprint --with-server "$@"
+.venv/bin/python -m bench.bench_rules
