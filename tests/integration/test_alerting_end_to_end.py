@@ -73,8 +73,10 @@ def exporter_config(server_url: str, budget: float) -> str:
     """)
 
 
-PAGE = re.compile(r"^tiny is spending \$\d+\.\d\d an hour, \d+\.\dx the \$0\.00 an hour its \$0\.00 budget affords; "
-                  r"\$\d+\.\d\d is spent so far this period\.$")
+# Amounts under a dollar keep significant digits: never "$0.00" for a budget of a hundredth of a cent.
+SMALL = r"\$0\.(?:0*[1-9]\d(?:\d*)?)"
+PAGE = re.compile(rf"^tiny is spending {SMALL} an hour, \d+\.\dx the {SMALL} an hour its \$0\.00010000 budget affords; "
+                  rf"{SMALL} is spent so far this period\.$")
 
 
 def test_a_burning_budget_pages_with_its_dollars_and_resolves_when_the_budget_is_raised(
