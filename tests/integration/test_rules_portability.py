@@ -17,7 +17,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # Functions every ruler built on the Prometheus 2.4x engine evaluates (Thanos Ruler, Mimir ruler).
 PORTABLE_FUNCTIONS = {"sum", "max", "min", "avg", "count", "rate", "increase", "resets", "last_over_time",
                       "max_over_time", "min_over_time", "avg_over_time", "sum_over_time", "time", "vector",
-                      "round", "clamp_min"}
+                      "round", "clamp_min", "label_replace"}
 
 
 def seconds(duration: str) -> int:
