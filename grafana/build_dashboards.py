@@ -25,6 +25,10 @@ def variable(name: str, label: str, query: str) -> dict:
     }
 
 
+# Grafana's window for rate(): at least four scrape intervals, widening as the view zooms out, so a long
+# range neither aliases nor goes blank.
+RATE = "$__rate_interval"
+
 VARIABLES = {
     "namespace": variable("namespace", "Namespace", "label_values(mlcost_exporter_build_info, namespace)"),
     "model": variable("model", "Model", f"label_values(mlcost_usd_total{{{NS}}}, model)"),
@@ -32,15 +36,22 @@ VARIABLES = {
 }
 
 
+def right_axis(ref_id: str, unit: str) -> dict:
+    """A field override drawing one query on its own right-hand axis with its own unit."""
+    return {"matcher": {"id": "byFrameRefID", "options": ref_id},
+            "properties": [{"id": "unit", "value": unit}, {"id": "custom.axisPlacement", "value": "right"}]}
+
+
 def panel(title: str, description: str, targets: list[tuple[str, str]], kind: str = "timeseries",
-          unit: str = "currencyUSD", width: int = 12, height: int = 8, stacked: bool = False, **options) -> dict:
+          unit: str = "currencyUSD", width: int = 12, height: int = 8, stacked: bool = False,
+          overrides: tuple[dict, ...] = (), **options) -> dict:
     defaults = {"unit": unit, "decimals": options.pop("decimals", 2)}
     if stacked:
         defaults["custom"] = {"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40}
     return {
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
         "gridPos": {"w": width, "h": height},
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": list(overrides)},
         "options": options,
         "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
                      "instant": kind in ("stat", "gauge", "bargauge", "table")}
@@ -100,7 +111,7 @@ def overview() -> dict:
                (f"max by (model, version) (mlcost_target_cost_per_1k_usd{{{NS},{MODEL}}})",
                 "{{model}} {{version}} target")], width=12, decimals=4),
         panel("Cost by resource", "Hourly cost rate split by resource: gpu, cpu, memory, energy (on-prem), fixed.",
-              [(f"sum by (resource) (rate(mlcost_usd_total{{{NS},{MODEL}}}[5m])) * 3600", "{{resource}}")],
+              [(f"sum by (resource) (rate(mlcost_usd_total{{{NS},{MODEL}}}[{RATE}])) * 3600", "{{resource}}")],
               unit="currencyUSD", width=12, stacked=True),
         panel("Idle GPU cost, per month", "GPU cost spent while the GPU was idle, at the last hour's pace, "
               "projected over a month (730 h).",
@@ -123,24 +134,25 @@ def model() -> dict:
               [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{model}} {{version}}")],
               decimals=4),
         panel("Cost per 1,000 tokens", "Cost over prompt plus generated tokens (5m).",
-              [(f"sum by (model, version) (rate(mlcost_usd_total{{{NS},{MODEL}}}[5m])) / on (model, version) "
-                f"(sum by (model, version) (rate(mlcost_tokens_total{{{NS},{MODEL}}}[5m])) > 0) * 1000",
+              [(f"sum by (model, version) (rate(mlcost_usd_total{{{NS},{MODEL}}}[{RATE}])) / on (model, version) "
+                f"(sum by (model, version) (rate(mlcost_tokens_total{{{NS},{MODEL}}}[{RATE}])) > 0) * 1000",
                 "{{model}} {{version}}")], decimals=4),
         panel("Requests per second", "Successful requests, from the inference server's own counters.",
-              [(f"sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[5m]))", "{{model}} {{version}}")],
+              [(f"sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[{RATE}]))",
+                "{{model}} {{version}}")],
               unit="reqps"),
         panel("GPU utilization beside GPU cost", "GPU busy fraction of the pods serving the model (left) and the "
               "model's GPU cost per hour (right).",
               [(f"avg by (instance) (mlcost_gpu_utilization_ratio{{{NS}}}) and on (instance) "
                 f"sum by (instance) (mlcost_hourly_usd{{{NS},{MODEL}}})", "{{instance}} utilization"),
                (f"sum by (model) (mlcost_hourly_usd{{{NS},{MODEL},resource=\"gpu\"}})", "{{model}} GPU $/h")],
-              unit="percentunit"),
+              unit="percentunit", overrides=(right_axis("B", "currencyUSD"),)),
         panel("Idle share of GPU cost", "Share of the GPU cost spent while the GPU was idle, over 6 hours.",
               [(f"model:mlcost_gpu_idle:ratio_rate6h{{{MODEL}}}", "{{model}}")], unit="percentunit"),
         panel("Version against version", "Cost per 1,000 requests, requests per second and cost per hour of "
               "each version now: a new version's cost beside the old one.",
               [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{version}} $/1k"),
-               (f"sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[5m]))", "{{version}} req/s"),
+               (f"sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[{RATE}]))", "{{version}} req/s"),
                (f"sum by (model, version) (mlcost_hourly_usd{{{NS},{MODEL}}})", "{{version}} $/h")],
               kind="table", decimals=4),
     ])
@@ -166,8 +178,8 @@ def exporter_health() -> dict:
                (f"time() - mlcost_exporter_config_last_reload_success_timestamp_seconds{{{NS}}}",
                 "{{instance}} seconds since good load")], unit="none", width=8),
         panel("Dropped and invalid samples", "Series over the per-source cap and malformed samples, per second.",
-              [(f"rate(mlcost_exporter_dropped_series_total{{{NS}}}[5m])", "{{instance}} dropped"),
-               (f"rate(mlcost_exporter_invalid_samples_total{{{NS}}}[5m])", "{{instance}} invalid")],
+              [(f"rate(mlcost_exporter_dropped_series_total{{{NS}}}[{RATE}])", "{{instance}} dropped"),
+               (f"rate(mlcost_exporter_invalid_samples_total{{{NS}}}[{RATE}])", "{{instance}} invalid")],
               unit="none", width=8, decimals=3),
     ])
 

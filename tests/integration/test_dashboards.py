@@ -14,7 +14,7 @@ from tests.integration.conftest import start_demo_server, start_exporter, start_
 
 GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
-VARIABLES = {"namespace": ".*", "model": "chat", "budget": "demo"}
+VARIABLES = {"namespace": ".*", "model": "chat", "budget": "demo", "__rate_interval": "1m"}  # Grafana fills the last
 
 
 def load(path: Path) -> dict:
@@ -118,3 +118,28 @@ def query(prometheus: str, expr: str) -> list:
 def test_every_panel_query_returns_data_from_the_live_stack(live_prometheus, dashboard, title, expr):
     expr = substitute(expr)
     wait_until(lambda: query(live_prometheus, expr), timeout=60, what=f"data for {dashboard} / {title}: {expr}")
+
+
+_RAW_WINDOW = re.compile(r"(mlcost_\w+_total)\{[^}]*\}\[([^\]]+)\]")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@pytest.mark.parametrize(("dashboard", "title", "expr"), PANEL_QUERIES)
+def test_raw_counters_are_read_over_the_rate_interval_or_at_most_an_hour(dashboard, title, expr):
+    """Zoomed-out views neither alias nor go blank ($__rate_interval), and no panel reads raw series over long
+    windows at fleet scale: longer views read the recorded series."""
+    for name, window in _RAW_WINDOW.findall(expr):
+        if window == "$__rate_interval":
+            continue
+        seconds = int(window[:-1]) * _SECONDS[window[-1]]
+        assert seconds == 3600, f"{title}: {name}[{window}] (use $__rate_interval, or 1h for the last hour)"
+
+
+def test_a_panel_drawing_two_units_gives_the_second_its_own_axis():
+    panels = {p["title"]: p for p in load(GRAFANA / "dashboards" / "ml-cost-model.json")["panels"]}
+    both = panels["GPU utilization beside GPU cost"]
+    assert both["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    (override,) = both["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byFrameRefID", "options": "B"}
+    assert {p["id"]: p["value"] for p in override["properties"]} == {"unit": "currencyUSD",
+                                                                     "custom.axisPlacement": "right"}
