@@ -117,6 +117,10 @@ def overview() -> dict:
               "projected over a month (730 h).",
               [(f"sum by (model) (rate(mlcost_idle_usd_total{{{NS},{MODEL},resource=\"gpu\"}}[1h])) * 3600 * 730",
                 "{{model}}")], width=12),
+        panel("Cost by tenant", "The twenty tenants (teams, users or API keys, as the gateway reports them) "
+              "costing most per hour; tenants beyond the exporter's limit are summed into other.",
+              [(f"topk(20, sum by (tenant) (rate(mlcost_tenant_usd_total{{{NS},{MODEL}}}[{RATE}]))) * 3600",
+                "{{tenant}}")], width=12),
         panel("Most expensive models", "The ten models costing most per hour right now.",
               [(f"topk(10, sum by (model, version) (mlcost_hourly_usd{{{NS}}}))", "{{model}} {{version}}")],
               kind="bargauge", width=12, displayMode="basic", orientation="horizontal"),
@@ -149,6 +153,37 @@ def model() -> dict:
               unit="percentunit", overrides=(right_axis("B", "currencyUSD"),)),
         panel("Idle share of GPU cost", "Share of the GPU cost spent while the GPU was idle, over 6 hours.",
               [(f"model:mlcost_gpu_idle:ratio_rate6h{{{MODEL}}}", "{{model}}")], unit="percentunit"),
+        panel("Cost per 1M tokens, by phase", "Cost per million tokens of prefill (prompt) and decode (generation), "
+              "over all pods of a model version (5m); split by the server's phase timing or token weights.",
+              [(f"model_version_phase:mlcost_phase_cost_per_1m_tokens_usd:ratio_rate5m{{{MODEL}}}",
+                "{{version}} {{phase}}"),
+               (f"model_version:mlcost_cost_per_1m_tokens_usd:ratio_rate5m{{{MODEL}}}", "{{version}} all tokens")],
+              decimals=4),
+        panel("Prompt cache savings", "Dollars an hour the prefix cache saves at the current prompt-token cost "
+              "(left), and the share of prompt tokens served from cache (right).",
+              [(f"model_version:mlcost_prompt_cache_savings_usd:rate5m{{{MODEL}}} * 3600", "{{version}} $/h saved"),
+               (f"model_version:mlcost_prompt_cache_hit:ratio_rate5m{{{MODEL}}}", "{{version}} hit ratio")],
+              overrides=(right_axis("B", "percentunit"),)),
+        panel("Energy per 1,000 requests", "Measured GPU energy per 1,000 successful requests, watt-hours "
+              "(left), and the carbon it stands for per hour, grams CO2e (right).",
+              [(f"sum by (model, version) (rate(mlcost_energy_joules_total{{{NS},{MODEL}}}[{RATE}])) / on (model, "
+                f"version) (sum by (model, version) (rate(mlcost_requests_total{{{NS},{MODEL}}}[{RATE}])) > 0) "
+                "* 1000 / 3600", "{{version}} Wh/1k"),
+               (f"sum by (model, version) (rate(mlcost_carbon_grams_total{{{NS},{MODEL}}}[{RATE}])) * 3600",
+                "{{version}} gCO2e/h")],
+              unit="watth", overrides=(right_axis("B", "massg"),)),
+        panel("Cost against quality", "Per version: cost per 1,000 requests, the model's own quality figure and "
+              "cost per 1,000 good results, so a cheaper version that loses accuracy shows.",
+              [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{version}} $/1k"),
+               (f"max by (model, version) (mlcost_model_quality{{{NS},{MODEL}}})", "{{version}} quality"),
+               (f"max by (model, version) (mlcost_cost_per_1k_good_results_usd{{{NS},{MODEL}}})",
+                "{{version}} $/1k good")], kind="table", decimals=4),
+        panel("Training: cost per epoch and at completion", "A training job's cost per epoch over the cost "
+              "window (left) and its projected cost at completion (right), summed over its pods.",
+              [(f"max by (model, version) (mlcost_training_cost_per_epoch_usd{{{NS},{MODEL}}})",
+                "{{version}} $/epoch"),
+               (f"sum by (model, version) (mlcost_training_projected_cost_usd{{{NS},{MODEL}}})",
+                "{{version}} projected $")], overrides=(right_axis("B", "currencyUSD"),)),
         panel("Version against version", "Cost per 1,000 requests, requests per second and cost per hour of "
               "each version now: a new version's cost beside the old one.",
               [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{version}} $/1k"),
