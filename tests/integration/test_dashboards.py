@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -157,3 +158,36 @@ def test_a_panel_drawing_two_units_gives_the_second_its_own_axis():
     assert override["matcher"] == {"id": "byFrameRefID", "options": "B"}
     assert {p["id"]: p["value"] for p in override["properties"]} == {"unit": "currencyUSD",
                                                                      "custom.axisPlacement": "right"}
+
+
+TOOLS = REPO / ".tools" / "node_modules"
+GRAFANA_TYPES = TOOLS / "@grafana" / "schema" / "dist" / "types" / "raw" / "dashboard" / "x" / "types.gen"
+
+
+def type_check(dashboards: dict[str, dict], workdir: Path) -> subprocess.CompletedProcess:
+    """Grafana's own dashboard model (@grafana/schema's Dashboard type) checks each dashboard as an object
+    literal: unknown fields, missing required ones and wrong types are errors."""
+    tsc = TOOLS / ".bin" / "tsc"
+    assert tsc.exists() and Path(f"{GRAFANA_TYPES}.d.ts").exists(), "scripts/setup.sh installs them into .tools/"
+    files = []
+    for name, body in dashboards.items():
+        path = workdir / f"{name}.ts"
+        path.write_text(f'import type {{ Dashboard }} from "{GRAFANA_TYPES}";\n'
+                        f"export const dashboard: Dashboard = {json.dumps(body, indent=1)};\n")
+        files.append(str(path))
+    return subprocess.run([str(tsc), "--noEmit", "--strict", "--skipLibCheck", "--moduleResolution", "node", *files],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_every_dashboard_is_a_valid_grafana_dashboard_by_grafanas_own_schema(tmp_path):
+    dashboards = {path.stem.replace("-", "_"): load(path) for path in DASHBOARDS}
+    result = type_check(dashboards, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wrong_type = json.loads(json.dumps(dashboards["ml_cost_model"]))
+    wrong_type["panels"][0]["gridPos"]["w"] = "twelve"
+    unknown_field = json.loads(json.dumps(dashboards["ml_cost_model"]))
+    unknown_field["refresh_every"] = "1m"
+    result = type_check({"wrong_type": wrong_type, "unknown_field": unknown_field}, tmp_path)
+    assert result.returncode != 0
+    assert "wrong_type.ts" in result.stdout and "not assignable to type 'number'" in result.stdout
+    assert "unknown_field.ts" in result.stdout and "refresh_every" in result.stdout and "known properties" in result.stdout
