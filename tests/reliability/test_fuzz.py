@@ -8,6 +8,7 @@ bounded number of examples; MLCOST_FUZZ_EXAMPLES=20000 runs a longer search.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ from hypothesis import strategies as st
 
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import parse_config
+from ml_cost_exporter.cost.ledger import CostLedger, Usage
+from ml_cost_exporter.cost.pricing import ResolvedAllocation, price_allocation
 from ml_cost_exporter.exposition.front import _BadRequest, parse_request
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 from ml_cost_exporter.sources.server import ServerSource
+from ml_cost_exporter.storage.checkpoint import decode, encode
 from tests.conftest import FIXTURES
 
 EXAMPLES = int(os.environ.get("MLCOST_FUZZ_EXAMPLES", "150"))
@@ -60,6 +64,33 @@ def _ingest(text: str) -> object:
     return reading
 
 
+def _ledger() -> CostLedger:
+    config = parse_config(VLLM_MODELS + "budgets: [{name: b, amount_usd: 10}]\n", "p.yaml")
+    rates = price_allocation(config, ResolvedAllocation(config.catalog.gpu_types["l4"], 1.0, 4.0, 16.0))
+    return CostLedger(config, rates, 1_794_787_200.0)
+
+
+def _checkpoint_seed() -> str:
+    ledger = _ledger()
+    ledger.record(Usage(1_794_787_200.0, 1_794_787_260.0, requests={("llama", "latest"): 7}))
+    return json.dumps(ledger.export_state())
+
+
+CHECKPOINT_SECTION = _checkpoint_seed()
+CHECKPOINT_FILE = encode({"ledger": json.loads(CHECKPOINT_SECTION)}, 1_794_787_260.0).decode()
+
+
+def _restore(text: str) -> object:
+    """A tampered ledger section inside a well-formed, correctly checksummed file: restore validates it."""
+    try:
+        section = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None  # not JSON: the file-level target covers undecodable bytes
+    _written, sections = decode(encode({"ledger": section}, 1_794_787_260.0))
+    _ledger().restore_state(sections["ledger"])
+    return sections
+
+
 PATTERN = sample_pattern(["vllm:request_success_total", "vllm:prompt_tokens_total"])
 
 TARGETS = [
@@ -68,6 +99,10 @@ TARGETS = [
     Target("exposition", st.one_of(_mutations(VLLM, EXPOSITION_ALPHABET), st.text(max_size=300)),
            lambda text: [parse_labels(labels) for _n, labels, _v in iter_samples(text, PATTERN)]),
     Target("server-ingest", _mutations(VLLM, EXPOSITION_ALPHABET), _ingest),
+    Target("checkpoint-file", _mutations(CHECKPOINT_FILE, '{}[]",:.0123456789-eEtruefalsn ').map(str.encode),
+           decode, (ValueError,)),
+    Target("checkpoint-ledger", _mutations(CHECKPOINT_SECTION, '{}[]",:.0123456789-eEtruefalsnNI '), _restore,
+           (ValueError, TypeError, KeyError)),
     Target("http-request", st.binary(max_size=300).map(lambda b: b"GET / HTTP/1.1\r\n" + b),
            parse_request, (_BadRequest,)),
 ]
