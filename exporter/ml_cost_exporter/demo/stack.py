@@ -9,6 +9,7 @@ rule timings; the demo budget is small enough for a page to arrive within a few 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import subprocess
@@ -17,16 +18,25 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ml_cost_exporter.demo.stackconfig import REPO, alertmanager_config, prometheus_config
 from ml_cost_exporter.demo.webhook_sink import start_sink
+from ml_cost_exporter.sources.fetch import Fetcher, FetchError
+
+
+def _get(url: str, timeout: float) -> str:
+    """One GET with the exporter's own fetch (a total deadline, a size cap); FetchError on any failure."""
+    fetcher = Fetcher(url, timeout, 16 * 1024 * 1024)
+    try:
+        return fetcher.fetch()
+    finally:
+        fetcher.close()
 
 
 def _scrape(url: str) -> dict[tuple[str, tuple], float]:
     samples = {}
-    for family in text_string_to_metric_families(requests.get(url, timeout=2).text):
+    for family in text_string_to_metric_families(_get(url, 2)):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
@@ -36,8 +46,8 @@ def _firing(prometheus: str | None) -> list[str]:
     if prometheus is None:
         return []
     try:
-        alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=2).json()["data"]["alerts"]
-    except (requests.RequestException, ValueError, KeyError):
+        alerts = json.loads(_get(f"{prometheus}/api/v1/alerts", 2))["data"]["alerts"]
+    except (FetchError, ValueError, KeyError):
         return []
     return sorted({a["labels"]["alertname"] for a in alerts
                    if a["state"] == "firing" and a["labels"]["alertname"] != "Watchdog"})
@@ -80,9 +90,9 @@ class Stack:
                 raise SystemExit(f"{process.name} exited with status {process.returncode}; "
                                  f"see {self.workdir / (process.name + '.log')}")
             try:
-                if requests.get(url, timeout=1).ok:
-                    return
-            except requests.RequestException:
+                _get(url, 1)
+                return
+            except FetchError:
                 pass
             time.sleep(0.2)
         raise SystemExit(f"{process.name} did not come up at {url}")
@@ -169,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             try:
                 samples = _scrape(metrics)
-            except requests.RequestException as exc:
+            except FetchError as exc:
                 print(f"exporter unreachable: {exc}", flush=True)
                 continue
             now = time.monotonic()
