@@ -8,7 +8,8 @@ Four weeks (2026-03-04 to 2026-04-01 UTC, 5-minute samples) of what ml-cost-expo
   trainer 1 pod, 8 H100, $55.04/h, workload training, from 03-20 00:00 to 03-22 00:00 (48 h).
 Budgets (their recordings, as the mlcost-budget rules would write them): search-monthly ($20,000 a
 month, the chat model) and research-daily ($1,000 a day, the trainer).
-With `recorded=True` the contract C4 1h recordings are written too, equal to the raw counters' hourly increases,
+With `recorded=True` the hourly model recordings (model:*:increase1h) are written too, equal to the raw
+counters' hourly increases,
 from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters).
 """
 
@@ -26,7 +27,7 @@ END = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
 VERSION_CHANGE = datetime(2026, 3, 25, tzinfo=UTC).timestamp()
 TRAIN_START = datetime(2026, 3, 20, tzinfo=UTC).timestamp()
 TRAIN_END = datetime(2026, 3, 22, tzinfo=UTC).timestamp()
-RULES_DEPLOYED = datetime(2026, 3, 18, tzinfo=UTC).timestamp()  # the C4 recordings exist from here on
+RULES_DEPLOYED = datetime(2026, 3, 18, tzinfo=UTC).timestamp()  # the hourly recordings exist from here on
 MARCH = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 APRIL = END
 STEP = 600.0
@@ -167,7 +168,7 @@ def _write_hourly(fam: _Families, hourly: dict) -> None:
 
 
 def _flush_hourly(fam: _Families, rules_from: float) -> None:
-    """C4 recordings summed over pods: one sample an hour per model, version (and workload, resource, kind)."""
+    """Hourly model recordings summed over pods: a sample an hour per model, version (workload, resource, kind)."""
     summed: dict[tuple, float] = {}
     for hourly in _HOURLY_SERIES:
         for key, value in hourly.items():

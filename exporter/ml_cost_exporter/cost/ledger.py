@@ -282,7 +282,7 @@ class CostLedger:
             del self._budget_period_end[key]
             del self._budget_spend[key]
 
-    # --- restart safety (contract C2: section "ledger" of the checkpoint) --------
+    # --- restart safety (section "ledger" of the checkpoint) ---------------------
     def export_state(self) -> dict:
         """The totals, shares and rates a later process needs to continue these counters."""
         with self._lock:

@@ -110,7 +110,7 @@ class TenantLedger:
         with self._lock:
             return TenantSnapshot(dict(self._usd), dict(self._tokens), len(self._tracked), self._max)
 
-    # --- checkpoint (contract C2) ------------------------------------------------
+    # --- checkpoint (a section of the --storage.path checkpoint) -----------------
     def export_state(self) -> dict:
         with self._lock:
             return {

@@ -158,7 +158,7 @@ class TokenEconomics:
             return TokenSnapshot(dict(self._phase_usd), dict(self._cached), dict(self._savings), per_phase,
                                  overall, hit_ratio)
 
-    # --- checkpoint (contract C2) ------------------------------------------------
+    # --- checkpoint (a section of the --storage.path checkpoint) -----------------
     def export_state(self) -> dict:
         """Accrued totals and the last phase split and prompt-token price, as plain JSON values."""
         with self._lock:

@@ -16,7 +16,7 @@ from ml_cost_exporter.decide.output import Column, Section
 from ml_cost_exporter.decide.promapi import Prometheus
 from ml_cost_exporter.decide.timeparse import iso, parse_duration, promql_duration
 
-RECORDED = {  # contract C4: increase over the preceding hour, summed over pods, evaluated every hour
+RECORDED = {  # the hourly model rules: increase over the preceding hour, summed over pods, every hour
     "usd": ("model:mlcost_usd:increase1h", "mlcost_usd_total", "model, version, workload, resource"),
     "idle": ("model:mlcost_idle_usd:increase1h", "mlcost_idle_usd_total", "model, version, resource"),
     "requests": ("model:mlcost_requests:increase1h", "mlcost_requests_total", "model, version"),
