@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ml_cost_exporter.exposition.families import family
 from ml_cost_exporter.runtime import Runtime
 
 
@@ -32,10 +33,7 @@ class EnergyCollector:
              "the rolling cost window, joules; absent without progress.", snapshot.joules_per_epoch),
         ]
         for kind, name, help_text, values in families:
-            family = kind(name, help_text, labels=["model", "version"])
-            for (model, version), value in sorted(values.items()):
-                family.add_metric([model, version], value)
-            yield family
+            yield family(kind, name, help_text, ["model", "version"], values)
         energy = runtime.config.energy
         if energy.carbon_intensity_g_per_kwh is not None:
             intensity = GaugeMetricFamily("mlcost_carbon_intensity_grams_per_kwh",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ml_cost_exporter.exposition.families import family
 from ml_cost_exporter.runtime import Runtime
 
 MODEL = ["model", "version"]
@@ -24,66 +25,44 @@ class TokenCollector:
     def collect(self) -> Iterator[Metric]:
         runtime = self._runtime
         snapshot = runtime.tokens.economics.snapshot(runtime.clocks.wall())
-        phase = CounterMetricFamily(
-            "mlcost_phase_usd", "Accrued cost of the model split between prefill (prompt) and decode (generation), "
-            "USD; by the server's phase timing, else by weighted tokens. Sums to the model's mlcost_usd_total "
-            "from its first token on.", labels=[*MODEL, "phase"])
-        for labels, value in sorted(snapshot.phase_usd_total.items()):
-            phase.add_metric(list(labels), value)
-        yield phase
-        per_phase = GaugeMetricFamily(
-            "mlcost_phase_cost_per_1m_tokens_usd", "Phase cost per 1,000,000 tokens of that phase (prefill: prompt "
-            "tokens, decode: generated tokens) over the rolling cost window, USD; absent without tokens.",
-            labels=[*MODEL, "phase"])
-        for labels, value in sorted(snapshot.phase_cost_per_1m_usd.items()):
-            per_phase.add_metric(list(labels), value)
-        yield per_phase
-        overall = GaugeMetricFamily(
-            "mlcost_cost_per_1m_tokens_usd", "Model cost per 1,000,000 tokens (prompt and generated) over the "
-            "rolling cost window, USD; absent without tokens.", labels=MODEL)
-        for labels, value in sorted(snapshot.cost_per_1m_usd.items()):
-            overall.add_metric(list(labels), value)
-        yield overall
+        yield family(CounterMetricFamily, "mlcost_phase_usd",
+                     "Accrued cost of the model split between prefill (prompt) and decode (generation), USD; by "
+                     "the server's phase timing, else by weighted tokens. Sums to the model's mlcost_usd_total "
+                     "from its first token on.", [*MODEL, "phase"], snapshot.phase_usd_total)
+        yield family(GaugeMetricFamily, "mlcost_phase_cost_per_1m_tokens_usd",
+                     "Phase cost per 1,000,000 tokens of that phase (prefill: prompt tokens, decode: generated "
+                     "tokens) over the rolling cost window, USD; absent without tokens.", [*MODEL, "phase"],
+                     snapshot.phase_cost_per_1m_usd)
+        yield family(GaugeMetricFamily, "mlcost_cost_per_1m_tokens_usd",
+                     "Model cost per 1,000,000 tokens (prompt and generated) over the rolling cost window, USD; "
+                     "absent without tokens.", MODEL, snapshot.cost_per_1m_usd)
         yield from self._cache(snapshot)
         yield from self._tenants()
 
     def _cache(self, snapshot) -> Iterator[Metric]:
-        cached = CounterMetricFamily("mlcost_prompt_cached_tokens", "Prompt tokens served from the server's "
-                                     "prefix cache instead of being computed.", labels=MODEL)
-        for labels, value in sorted(snapshot.cached_prompt_tokens_total.items()):
-            cached.add_metric(list(labels), value)
-        yield cached
-        ratio = GaugeMetricFamily("mlcost_prompt_cache_hit_ratio", "Fraction of prompt tokens served from the "
-                                  "prefix cache over the rolling cost window; absent without prompt tokens.",
-                                  labels=MODEL)
-        for labels, value in sorted(snapshot.cache_hit_ratio.items()):
-            ratio.add_metric(list(labels), value)
-        yield ratio
-        savings = CounterMetricFamily(
-            "mlcost_prompt_cache_savings_usd", "What computing the cached prompt tokens would have cost at the "
-            "model's current prefill cost per computed prompt token, USD (a saving, never part of cost).",
-            labels=MODEL)
-        for labels, value in sorted(snapshot.cache_savings_usd_total.items()):
-            savings.add_metric(list(labels), value)
-        yield savings
+        yield family(CounterMetricFamily, "mlcost_prompt_cached_tokens",
+                     "Prompt tokens served from the server's prefix cache instead of being computed.", MODEL,
+                     snapshot.cached_prompt_tokens_total)
+        yield family(GaugeMetricFamily, "mlcost_prompt_cache_hit_ratio",
+                     "Fraction of prompt tokens served from the prefix cache over the rolling cost window; absent "
+                     "without prompt tokens.", MODEL, snapshot.cache_hit_ratio)
+        yield family(CounterMetricFamily, "mlcost_prompt_cache_savings_usd",
+                     "What computing the cached prompt tokens would have cost at the model's current prefill cost "
+                     "per computed prompt token, USD (a saving, never part of cost).", MODEL,
+                     snapshot.cache_savings_usd_total)
 
     def _tenants(self) -> Iterator[Metric]:
         runtime = self._runtime
         if runtime.config.tenants is None:
             return
         snapshot = runtime.tokens.tenants.snapshot()
-        usd = CounterMetricFamily(
-            "mlcost_tenant_usd", "Accrued cost of the model attributed to the tenant by its share of the gateway's "
-            "tokens, USD; tenant=\"other\" sums tenants over max_tenants, \"unattributed\" is cost of intervals "
-            "without gateway tokens. Sums to the model's mlcost_usd_total.", labels=[*MODEL, "tenant"])
-        for labels, value in sorted(snapshot.usd_total.items()):
-            usd.add_metric(list(labels), value)
-        yield usd
-        tokens = CounterMetricFamily("mlcost_tenant_tokens", "Tokens the gateway counted for the tenant and model.",
-                                     labels=[*MODEL, "tenant", "kind"])
-        for labels, value in sorted(snapshot.tokens_total.items()):
-            tokens.add_metric(list(labels), value)
-        yield tokens
+        yield family(CounterMetricFamily, "mlcost_tenant_usd",
+                     "Accrued cost of the model attributed to the tenant by its share of the gateway's tokens, USD; "
+                     "tenant=\"other\" sums tenants over max_tenants, \"unattributed\" is cost of intervals without "
+                     "gateway tokens. Sums to the model's mlcost_usd_total.", [*MODEL, "tenant"], snapshot.usd_total)
+        yield family(CounterMetricFamily, "mlcost_tenant_tokens",
+                     "Tokens the gateway counted for the tenant and model.", [*MODEL, "tenant", "kind"],
+                     snapshot.tokens_total)
         yield GaugeMetricFamily("mlcost_exporter_tenants_tracked", "Distinct tenants tracked with their own series; "
                                 "at mlcost_exporter_tenants_limit new tenants go to tenant=\"other\".",
                                 value=snapshot.tracked)

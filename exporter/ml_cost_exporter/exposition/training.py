@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ml_cost_exporter.exposition.families import family
 from ml_cost_exporter.runtime import Runtime
 
 
@@ -29,12 +30,11 @@ class TrainingCollector:
                                 ("epochs", "Training epochs completed (fractions count)"),
                                 ("tokens", "Training tokens processed")):
             quantity = "training_tokens" if unit == "tokens" else unit
-            family = CounterMetricFamily(f"mlcost_training_{unit}", f"{help_text} while the exporter watched, "
-                                         "from the job's own counters.", labels=["model", "version"])
-            for (model, version, total_unit), value in sorted(snapshot.progress_total.items()):
-                if total_unit == quantity:
-                    family.add_metric([model, version], value)
-            yield family
+            totals = {(model, version): value for (model, version, total_unit), value
+                      in snapshot.progress_total.items() if total_unit == quantity}
+            yield family(CounterMetricFamily, f"mlcost_training_{unit}",
+                         f"{help_text} while the exporter watched, from the job's own counters.",
+                         ["model", "version"], totals)
         gauges = [
             ("mlcost_training_cost_per_epoch_usd", "Accrued cost per epoch over the rolling cost window, USD; "
              "absent while the job makes no progress.", snapshot.cost_per_epoch_usd),
@@ -46,10 +46,7 @@ class TrainingCollector:
              "remaining work at the window's cost per unit, USD.", snapshot.projected_cost_usd),
         ]
         for name, help_text, values in gauges:
-            family = GaugeMetricFamily(name, help_text, labels=["model", "version"])
-            for (model, version), value in sorted(values.items()):
-                family.add_metric([model, version], value)
-            yield family
+            yield family(GaugeMetricFamily, name, help_text, ["model", "version"], values)
 
 
 class QualityCollector:
