@@ -74,7 +74,7 @@ def main() -> None:
     from ml_cost_exporter.exposition.collectors import build_registry
 
     runtime = build_runtime()
-    ours = build_registry(runtime)
+    ours = build_registry(runtime.state, runtime.clocks.monotonic)
     text = generate_latest(ours).decode()
     baseline = baseline_registry(text)
     series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))

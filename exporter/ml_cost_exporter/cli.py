@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -13,22 +12,21 @@ from collections.abc import Mapping, Sequence
 
 from ml_cost_exporter import __version__
 from ml_cost_exporter.config.errors import ConfigError
-from ml_cost_exporter.runtime import SAMPLED_COLLECTORS, Runtime
+from ml_cost_exporter.config.units import parse_duration as _parse_duration
+from ml_cost_exporter.runtime import Runtime
+from ml_cost_exporter.sampling import SAMPLED_COLLECTORS
 
 DEFAULT_PORT = 9945
 ENV_PREFIX = "MLCOST_"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 EXIT_CONFIG = 2
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
 def parse_duration(text: str) -> float:
     """A Prometheus duration ("90s", "15m", "1h30m") in seconds; raises argparse.ArgumentTypeError."""
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f'"{text}" is not a duration like 90s, 15m or 1h30m')
-    return sum(int(n) * _DURATION_SECONDS[u] for n, u in parts)
+    try:
+        return _parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
 
 UNLIMITED_REQUESTS = 1024  # "0 = no limit" still bounds the worker threads
 
@@ -146,7 +144,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"ml-cost-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        server, _thread = start_http_server(args.listen_address, build_registry(runtime), args.telemetry_path,
+        registry = build_registry(runtime.state, runtime.clocks.monotonic)
+        server, _thread = start_http_server(args.listen_address, registry, args.telemetry_path,
                                             web_config, Limits(max_requests=args.max_requests))
     except (OSError, ValueError) as exc:
         print(f"ml-cost-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
@@ -169,7 +168,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         runtime.tick()  # the last interval's cost, up to the moment of stopping
     except Exception:
         log.exception("final accrual failed")
-    write_termination_message(args.termination_message_path, runtime)
+    write_termination_message(args.termination_message_path, runtime.state())
     server.shutdown()
     runtime.close()
     log.info("stopped")

@@ -91,4 +91,4 @@ def test_a_hostile_file_on_reload_is_logged_and_the_last_good_config_stays(tmp_p
         assert runtime.reload() is False, name
         assert re.search(message, caplog.text)
         assert [m.name for m in runtime.config.models] == ["a"]
-    assert runtime.reload_successful is False
+    assert runtime.state().reload.successful is False

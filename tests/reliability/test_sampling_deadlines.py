@@ -50,11 +50,11 @@ def config(tmp_path, healthy: str, slow: str, gpu: bool = False) -> str:
 
 
 def pod_usd(runtime: Runtime, now: float) -> float:
-    return sum(runtime.ledger.snapshot(now).usd_total.values())
+    return sum(runtime.books.ledger.snapshot(now).usd_total.values())
 
 
 def pod_hourly(runtime: Runtime, now: float) -> float:
-    return sum(runtime.ledger.snapshot(now).hourly_usd.values())
+    return sum(runtime.books.ledger.snapshot(now).hourly_usd.values())
 
 
 def test_a_trickling_server_neither_delays_the_tick_nor_stops_accrual(tmp_path, clock, peer):
@@ -70,8 +70,8 @@ def test_a_trickling_server_neither_delays_the_tick_nor_stops_accrual(tmp_path, 
             began = time.monotonic()
             runtime.tick()
             assert time.monotonic() - began < 0.5 + SLACK, "the tick waited on the trickling server"
-            assert runtime.collector_status["server"].success is False
-        snapshot = runtime.ledger.snapshot(clock.wall())
+            assert runtime.state().sampling.steps["server"].success is False
+        snapshot = runtime.books.ledger.snapshot(clock.wall())
         assert pod_usd(runtime, clock.wall()) == pytest.approx(hourly * 4 / 3600, rel=1e-9)
         assert snapshot.requests_total[("healthy", "latest")] == counting.count - 10  # all but the baseline
         assert snapshot.requests_total.get(("slow", "latest"), 0.0) == 0.0
@@ -99,14 +99,14 @@ def test_a_read_that_misses_the_deadline_is_counted_when_it_comes(tmp_path, cloc
         for _ in range(3):
             clock.advance(1)
             runtime.tick()
-        assert runtime.collector_status["server"].success is False
+        assert runtime.state().sampling.steps["server"].success is False
         assert len(calls) == 2  # no second read was started while the first one hung
-        assert runtime.ledger.snapshot(clock.wall()).requests_total.get(("m", "latest"), 0.0) == 0.0
+        assert runtime.books.ledger.snapshot(clock.wall()).requests_total.get(("m", "latest"), 0.0) == 0.0
         release.set()
         clock.advance(1)
         runtime.tick()
-        assert runtime.collector_status["server"].success is True
-        assert runtime.ledger.snapshot(clock.wall()).requests_total[("m", "latest")] == 30.0
+        assert runtime.state().sampling.steps["server"].success is True
+        assert runtime.books.ledger.snapshot(clock.wall()).requests_total[("m", "latest")] == 30.0
     finally:
         release.set()
         runtime.close()
@@ -128,7 +128,7 @@ def test_a_hung_gpu_fails_the_gpu_collector_and_cost_keeps_accruing_from_the_all
         began = time.monotonic()
         runtime.tick()
         assert time.monotonic() - began < 0.5 + SLACK, "the tick waited on NVML"
-        assert runtime.collector_status["gpu"].success is False
+        assert runtime.state().sampling.steps["gpu"].success is False
         assert runtime.rates.allocation.gpus == 1.0  # the GPU is still priced while NVML hangs
         assert pod_usd(runtime, clock.wall()) - before == pytest.approx(hourly / 3600, rel=1e-9)
     finally:

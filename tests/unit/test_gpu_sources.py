@@ -35,7 +35,7 @@ def runtime_for(tmp_path, clock, text: str, environ: dict, enabled=frozenset({"g
 
 
 def value(runtime: Runtime, name: str, labels: dict | None = None) -> float | None:
-    return build_registry(runtime).get_sample_value(name, labels or {})
+    return build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value(name, labels or {})
 
 
 def test_the_pods_gpu_from_dcgm_exporter_is_exported_and_priced_without_nvml(tmp_path, clock, exporter, caplog):
@@ -65,10 +65,12 @@ def test_a_gpu_dcgm_no_longer_shows_is_reported_once_while_cost_keeps_accruing(t
         for _ in range(3):
             clock.advance(60)
             runtime.tick()
-            gpu_cost.append(runtime.ledger.snapshot(clock.wall()).usd_total[("default", "latest", "inference", "gpu")])
+            usd = runtime.books.ledger.snapshot(clock.wall()).usd_total
+            gpu_cost.append(usd[("default", "latest", "inference", "gpu")])
     assert value(runtime, "mlcost_exporter_gpu_mismatch", {"source": "dcgm"}) == 1.0
     assert value(runtime, "mlcost_exporter_source_up", {"source": "dcgm"}) == 1.0  # read fine, just not our GPU
-    assert "mlcost_gpu_utilization_ratio" not in generate_latest(build_registry(runtime)).decode()
+    registry = build_registry(runtime.state, runtime.clocks.monotonic)
+    assert "mlcost_gpu_utilization_ratio" not in generate_latest(registry).decode()
     assert gpu_cost[0] > 0 and gpu_cost[0] < gpu_cost[1] < gpu_cost[2]  # priced from the allocation
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert "prices 1 GPU(s) but the dcgm GPU source sees none" in line
@@ -89,7 +91,7 @@ def test_an_unreachable_dcgm_exporter_is_a_failing_collector_not_a_hidden_gpu(tm
     assert value(runtime, "mlcost_exporter_collector_success", {"collector": "gpu"}) == 0.0
     assert value(runtime, "mlcost_exporter_source_up", {"source": "dcgm"}) == 0.0
     assert value(runtime, "mlcost_exporter_gpu_mismatch", {"source": "dcgm"}) == 0.0
-    assert runtime.ledger.snapshot(clock.wall()).usd_total[("default", "latest", "inference", "gpu")] > 0
+    assert runtime.books.ledger.snapshot(clock.wall()).usd_total[("default", "latest", "inference", "gpu")] > 0
     runtime.close()
 
 
@@ -127,5 +129,5 @@ def test_a_reload_to_another_gpu_source_switches_sources(tmp_path, clock, fake_n
     assert runtime.reload()
     runtime.tick()
     assert value(runtime, "mlcost_exporter_source_up", {"source": "dcgm"}) == 1.0
-    assert [g.uuid for g in runtime.last_gpu.gpus] == [GPU0]
+    assert [g.uuid for g in runtime.sampler.last_gpu.gpus] == [GPU0]
     runtime.close()

@@ -22,15 +22,15 @@ def test_a_broken_reload_keeps_the_last_good_config_and_its_totals(tmp_path, clo
     path, runtime = make(tmp_path, clock)
     clock.advance(3600)
     runtime.tick()
-    before = runtime.ledger.snapshot(clock.wall()).usd_total[("a", "latest", "inference", "cpu")]
+    before = runtime.books.ledger.snapshot(clock.wall()).usd_total[("a", "latest", "inference", "cpu")]
     path.write_text(GOOD.replace("amount_usd: 100", "amount_usd: -1"))
     assert runtime.reload() is False
-    assert runtime.reload_successful is False
+    assert runtime.state().reload.successful is False
     assert runtime.config.budgets[0].amount_usd == 100
     path.write_text(GOOD.replace("amount_usd: 100", "amount_usd: 250"))
     assert runtime.reload() is True
-    assert runtime.reload_successful is True and runtime.config.budgets[0].amount_usd == 250
-    assert runtime.ledger.snapshot(clock.wall()).usd_total[("a", "latest", "inference", "cpu")] == before
+    assert runtime.state().reload.successful is True and runtime.config.budgets[0].amount_usd == 250
+    assert runtime.books.ledger.snapshot(clock.wall()).usd_total[("a", "latest", "inference", "cpu")] == before
 
 
 def test_a_changed_file_is_reloaded_by_the_running_loop(tmp_path):
@@ -42,7 +42,7 @@ def test_a_changed_file_is_reloaded_by_the_running_loop(tmp_path):
         path.write_text(GOOD.replace("amount_usd: 100", "amount_usd: 300"))
         wait_until(lambda: runtime.config.budgets[0].amount_usd == 300, what="the file change to be reloaded")
         path.write_text("models: [{name: }]\n")
-        wait_until(lambda: runtime.reload_successful is False, what="the broken file to be rejected")
+        wait_until(lambda: runtime.state().reload.successful is False, what="the broken file to be rejected")
         assert runtime.config.budgets[0].amount_usd == 300
     finally:
         stop.set()
@@ -55,7 +55,7 @@ def test_removing_a_model_on_reload_drops_its_series(tmp_path, clock):
     path, runtime = make(tmp_path, clock)
     path.write_text(GOOD.replace("models: [{name: a}, {name: b}]", "models: [{name: a}]"))
     assert runtime.reload()
-    assert {k[0] for k in runtime.ledger.snapshot(clock.wall()).usd_total} == {"a"}
+    assert {k[0] for k in runtime.books.ledger.snapshot(clock.wall()).usd_total} == {"a"}
 
 
 def test_gpus_come_from_the_serving_processes_environment(tmp_path, clock, fake_nvml):
@@ -77,10 +77,10 @@ def test_gpus_come_from_the_serving_processes_environment(tmp_path, clock, fake_
                           f"processes: {{cmdline_patterns: ['{marker}']}}\n")
         runtime = Runtime(str(config), frozenset({"gpu", "process"}), Clocks(clock.wall, clock.monotonic),
                           environ={"NVIDIA_VISIBLE_DEVICES": "all"}, cgroup_root=tmp_path)
-        assert [g.uuid for g in runtime.last_gpu.gpus] == ["GPU-aaaa", "GPU-bbbb"]  # before any process is seen
+        assert [g.uuid for g in runtime.sampler.last_gpu.gpus] == ["GPU-aaaa", "GPU-bbbb"]  # before any process is seen
         clock.advance(15)
         runtime.tick()
-        assert [g.uuid for g in runtime.last_gpu.gpus] == ["GPU-bbbb"]
+        assert [g.uuid for g in runtime.sampler.last_gpu.gpus] == ["GPU-bbbb"]
         assert runtime.rates.allocation.gpus == 1.0  # priced: the server's one GPU, not the node's two
         runtime.close()
     finally:
@@ -111,7 +111,7 @@ def test_pod_labels_join_the_models_attribution_and_budgets_select_by_them(tmp_p
     assert dict(model.labels) == {"team": "risk", "env": "staging"}  # the config's own label wins
     clock.advance(3600)
     runtime.tick()
-    spend = runtime.ledger.snapshot(clock.wall()).budget_spend_usd
+    spend = runtime.books.ledger.snapshot(clock.wall()).budget_spend_usd
     assert sum(v for (budget, _), v in spend.items() if budget == "risk") > 0
 
 
@@ -125,13 +125,14 @@ def test_an_unreadable_pod_labels_file_is_a_config_error(tmp_path, clock):
                 pod_labels_file=str(tmp_path / "missing"))
 
 
-def test_failed_requests_are_routed_apart_and_unknown_quantities_are_not_counted_as_tokens(tmp_path, clock):
+def test_failed_requests_are_routed_apart_and_unknown_quantities_are_not_counted_as_tokens():
+    from ml_cost_exporter.cost.books import usage_of
+    from ml_cost_exporter.sampling import Readings, measure
     from ml_cost_exporter.sources.server import ServerReading
 
-    _, runtime = make(tmp_path, clock)
     reading = ServerReading(ok=True, deltas={("a", "latest"): {"requests": 5.0, "failed_requests": 3.0,
                                                                "prompt_tokens": 7.0, "someday_quantity": 11.0}})
-    usage = runtime._usage(0.0, 1.0, None, None, [reading])
+    usage = usage_of(measure(Readings(servers=(reading,)), None, 0.0, 1.0, frozenset()))
     assert usage.requests == {("a", "latest"): 5.0}
     assert usage.failed_requests == {("a", "latest"): 3.0}
     assert usage.tokens == {(("a", "latest"), "prompt"): 7.0}
@@ -163,7 +164,7 @@ def test_a_generic_server_with_failures_exports_them_and_they_weigh_in_attributi
     runtime.tick()
     clock.advance(3600)
     runtime.tick()
-    registry = build_registry(runtime)
+    registry = build_registry(runtime.state, runtime.clocks.monotonic)
     assert registry.get_sample_value("mlcost_failed_requests_total", {"model": "b", "version": "latest"}) == 30
     assert registry.get_sample_value("mlcost_requests_total", {"model": "b", "version": "latest"}) == 0
     cpu = {m: registry.get_sample_value("mlcost_usd_total", {"model": m, "version": "latest",
@@ -186,7 +187,7 @@ def test_aborted_requests_are_neither_requests_nor_tokens(tmp_path, clock):
     for _ in range(2):
         runtime.tick()
         clock.advance(60)
-    snapshot = runtime.ledger.snapshot(clock.wall())
+    snapshot = runtime.books.ledger.snapshot(clock.wall())
     assert snapshot.requests_total[("m", "latest")] == 0
     assert all(v == 0 for v in snapshot.tokens_total.values())
     runtime.close()

@@ -96,7 +96,7 @@ def test_phase_split_cost_per_1m_and_cache_savings_match_hand_computed_values(
     runtime = make_runtime(tmp_path, clock, fake_nvml, config(preset),
                            {"http://server/metrics": [server_text(preset, s) for s in range(2)]})
     run_intervals(runtime, clock, 1)
-    value = build_registry(runtime).get_sample_value
+    value = build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value
     decode_usd = INTERVAL_USD - prefill_usd
     assert value("mlcost_phase_usd_total", {**LLAMA, "phase": "prefill"}) == pytest.approx(prefill_usd)
     assert value("mlcost_phase_usd_total", {**LLAMA, "phase": "decode"}) == pytest.approx(decode_usd)
@@ -124,13 +124,13 @@ def test_an_interval_without_tokens_is_split_as_the_model_last_ran_and_cost_per_
     texts = [server_text("vllm", 0), server_text("vllm", 1)] + [server_text("vllm", 1)] * 6
     runtime = make_runtime(tmp_path, clock, fake_nvml, config("vllm"), {"http://server/metrics": texts})
     run_intervals(runtime, clock, 2)
-    value = build_registry(runtime).get_sample_value
+    value = build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value
     assert value("mlcost_phase_usd_total", {**LLAMA, "phase": "prefill"}) == pytest.approx(2 * 0.015)
     assert value("mlcost_phase_usd_total", {**LLAMA, "phase": "decode"}) == pytest.approx(2 * 0.045)
     for _ in range(5):  # the cost window (300 s) passes without a token
         clock.advance(60)
         runtime.tick()
-    value = build_registry(runtime).get_sample_value
+    value = build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value
     assert value("mlcost_cost_per_1m_tokens_usd", LLAMA) is None
     assert value("mlcost_phase_cost_per_1m_tokens_usd", {**LLAMA, "phase": "prefill"}) is None
     assert value("mlcost_phase_usd_total", {**LLAMA, "phase": "decode"}) == pytest.approx(7 * 0.045)
@@ -142,7 +142,7 @@ def test_without_phase_timing_or_tokens_nothing_is_split(tmp_path, clock, fake_n
     triton = (FIXTURES / "servers" / "triton.txt").read_text()
     runtime = make_runtime(tmp_path, clock, fake_nvml, text, {"http://server/metrics": [triton] * 3})
     run_intervals(runtime, clock, 2)
-    output = generate_latest(build_registry(runtime)).decode()
+    output = generate_latest(build_registry(runtime.state, runtime.clocks.monotonic)).decode()
     assert "mlcost_phase_usd_total{" not in output and "mlcost_cost_per_1m_tokens_usd{" not in output
     runtime.close()
 
@@ -170,7 +170,7 @@ def test_tenants_pay_by_each_intervals_token_shares_and_every_dollar_once(tmp_pa
         "http://server/metrics": [server_text("vllm", s) for s in SERVER_STEPS],
         "http://gateway/metrics": [render(feed) for feed in TENANT_FEEDS]})
     run_intervals(runtime, clock, 3)
-    value = build_registry(runtime).get_sample_value
+    value = build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value
     # Interval 1: prefill $0.015 by input shares (3/4, 1/4), decode $0.045 by output shares (1/2, 1/2).
     a = 0.015 * 3 / 4 + 0.045 / 2
     b = 0.015 / 4 + 0.045 / 2 + INTERVAL_USD  # and all of interval 2
@@ -210,13 +210,13 @@ def test_a_tenant_explosion_stays_bounded_in_series_and_memory(tmp_path, clock, 
     bodies.clear()
     retained = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    registry = build_registry(runtime)
+    registry = build_registry(runtime.state, runtime.clocks.monotonic)
     tenants = [s for m in registry.collect() if m.name == "mlcost_tenant_usd" for s in m.samples
                if s.name == "mlcost_tenant_usd_total"]
     assert len(tenants) == 51  # 50 tracked tenants and "other"
     assert sum(s.value for s in tenants) == pytest.approx(INTERVAL_USD)
     assert registry.get_sample_value("mlcost_exporter_tenants_tracked") == 50
-    source = runtime.tokens.gateways["http://gateway/metrics"]
+    source = runtime.sampler.gateway_sources["http://gateway/metrics"]
     assert source.last_reading.series == 10_000  # collection.max_series_per_source
     assert registry.get_sample_value("mlcost_exporter_dropped_series_total",
                                      {"source": "gateway:http://gateway/metrics"}) == 2 * (keys - 10_000)
@@ -234,7 +234,7 @@ def test_a_reload_keeps_tenant_totals_and_gateway_counter_history(tmp_path, cloc
     assert runtime.reload()
     clock.advance(60)
     runtime.tick()  # b's 2,000 new input tokens are a delta against the history kept over the reload
-    value = build_registry(runtime).get_sample_value
+    value = build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value
     assert value("mlcost_exporter_tenants_limit") == 20
     assert value("mlcost_tenant_usd_total", {**LLAMA, "tenant": "b"}) == \
         pytest.approx(0.015 / 4 + 0.045 / 2 + INTERVAL_USD)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
@@ -26,6 +26,7 @@ from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, check_number, load_located, read_text, suggest
 from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
 from ml_cost_exporter.config.tokens import Tenants, TokenWeights, parse_tenants, parse_weights
+from ml_cost_exporter.config.units import MIG_PROFILE
 
 PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
 WORKLOADS = ("inference", "training")
@@ -35,7 +36,7 @@ GPU_SOURCES = ("nvml", "dcgm")
 OVERRIDE_BASES = ("paid", "on_demand")  # paid: what you pay, never discounted; on_demand: list prices, discounted
 MAX_CATALOG_FILE_BYTES = 8 * 1024 * 1024
 DEFAULT_THRESHOLDS = (0.8, 0.9, 1.0, 1.1)
-_MIG_PROFILE = re.compile(r"(\d+)g\.(\d+)gb")
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
 
 
@@ -258,7 +259,7 @@ def _gpu_allocation(section: Section, catalog: Catalog, pricing: Pricing) -> Gpu
     mig_fraction = None
     if mig_profile is not None:
         item = section.raw("mig_profile")
-        matched = _MIG_PROFILE.fullmatch(mig_profile)
+        matched = MIG_PROFILE.fullmatch(mig_profile)
         if not matched:
             raise item.error(f'"{mig_profile}" is not a MIG profile like "1g.10gb" or "3g.40gb"')
         if gpu_type is None:
@@ -546,14 +547,6 @@ def _check_tenant_budgets(root: Section, budgets: tuple[Budget, ...], tenants: T
         raise root.missing("tenants", "is required: a budget selects tenants, so a gateway must count them")
     if tenants is not None and len(named) > tenants.max_tenants:
         raise root.raw("tenants").error(f"budgets name {len(named)} tenants; max_tenants is {tenants.max_tenants}")
-
-
-def with_pod_labels(config: Config, pod_labels: Mapping[str, str]) -> Config:
-    """Add the pod's labels to every model's attribution labels; labels set in the config win."""
-    if not pod_labels:
-        return config
-    models = tuple(replace(m, labels=MappingProxyType({**pod_labels, **m.labels})) for m in config.models)
-    return replace(config, models=models)
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located, suggest
 from ml_cost_exporter.config.presets import MetricSpec, label_name, parse_metric_spec
+from ml_cost_exporter.config.units import ModelKey
 
-ModelKey = tuple[str, str]
 TOKEN_KINDS = ("input", "output", "total")
 DEFAULT_MAX_TENANTS = 100
 OVERFLOW_TENANT = "other"

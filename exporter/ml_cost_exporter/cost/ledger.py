@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.schema import Budget, Config, Model
+from ml_cost_exporter.config.units import GIB, ModelKey
 from ml_cost_exporter.cost.ledger_state import TOKEN_KINDS, LedgerState, decode, encode
 from ml_cost_exporter.cost.periods import Period, period_at, split_by_period
 from ml_cost_exporter.cost.pricing import CostRates
 
-ModelKey = tuple[str, str]  # (model, version)
 IDLE_RESOURCES = ("gpu", "cpu", "memory")
-GIB = 1024.0**3
 # Series of an ended budget period stay exported this long, so the last
 # increments are scraped before the series goes away.
 ENDED_PERIOD_RETENTION_SECONDS = 3600.0

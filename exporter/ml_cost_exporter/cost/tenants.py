@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ml_cost_exporter.config.tokens import OVERFLOW_TENANT, UNATTRIBUTED_TENANT
+from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.cost.ledger import IntervalCost
 from ml_cost_exporter.cost.tokens import state_rows
 
-ModelKey = tuple[str, str]
 UNKNOWN_TENANT = "unknown"  # tokens counted without a tenant label value
 MAX_TENANT_LENGTH = 128
 STATE_VERSION = 1

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ml_cost_exporter.config.tokens import TokenWeights
+from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.cost.ledger import IntervalCost
 
-ModelKey = tuple[str, str]
 PHASES = ("prefill", "decode")
 STATE_VERSION = 1
 

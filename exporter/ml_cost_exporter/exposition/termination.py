@@ -14,8 +14,9 @@ import logging
 import time
 from pathlib import Path
 
+from ml_cost_exporter.cost.books import job_cost
 from ml_cost_exporter.cost.energy import JOULES_PER_KWH
-from ml_cost_exporter.runtime import Runtime
+from ml_cost_exporter.state import State
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 4096  # Kubernetes truncates termination messages beyond this
@@ -26,18 +27,13 @@ def usd(amount: float) -> str:
     return f"${amount:,.2f}" if abs(amount) >= 1 or amount == 0 else f"${amount:.4g}"
 
 
-def termination_message(runtime: Runtime) -> str:
+def termination_message(state: State) -> str:
     """One line per model: total cost, cost per unit of work, progress, energy and carbon."""
-    now = runtime.clocks.wall()
-    ledger = runtime.ledger.snapshot(now)
-    energy = runtime.energy.snapshot(now)
-    cost: dict = {}
-    for (model, version, _workload, _resource), value in ledger.usd_total.items():
-        cost[(model, version)] = cost.get((model, version), 0.0) + value
-    training = runtime.training.snapshot(cost)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    ledger, energy, training = state.books.ledger, state.books.energy, state.books.training
+    cost = job_cost(ledger)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.at))
     lines = [f"ml-cost-exporter final report at {stamp}"]
-    for model in runtime.config.models:
+    for model in state.config.models:
         key = model.key
         parts = [f"{model.name} {model.version} ({model.workload}): {usd(cost.get(key, 0.0))} in all"]
         if key in training.cost_per_epoch_usd:
@@ -58,12 +54,12 @@ def termination_message(runtime: Runtime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_termination_message(path: str | None, runtime: Runtime) -> bool:
+def write_termination_message(path: str | None, state: State) -> bool:
     """Write the report where Kubernetes reads it; never raises, since the exporter is stopping anyway."""
     if not path or not Path(path).is_file():
         return False
     try:
-        text = termination_message(runtime).encode()[:MAX_BYTES]
+        text = termination_message(state).encode()[:MAX_BYTES]
         Path(path).write_bytes(text)
     except Exception as exc:  # a report must never turn a clean stop into a crash
         log.warning("cannot write the termination message to %s: %s", path, exc)

@@ -18,11 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.catalog import Catalog
-from ml_cost_exporter.config.schema import DcgmSelection
+from ml_cost_exporter.config.schema import Config, DcgmSelection
+from ml_cost_exporter.config.units import GIB
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
+from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 
 # The one seam to the HTTP client: sources/fetch.py (a total deadline and a body cap) replaces this import.
-from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
+from ml_cost_exporter.sources.gpu_registry import register_gpu_source
 from ml_cost_exporter.sources.nvml import GpuReading, GpuSample, visible_devices
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,6 @@ TOTAL_ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 FIELDS: Mapping[str, float] = {GPU_UTIL: 100.0, GR_ENGINE_ACTIVE: 1.0, FB_USED: math.inf, FB_FREE: math.inf,
                                FB_TOTAL: math.inf, POWER_USAGE: 100_000.0, TOTAL_ENERGY: math.inf}
 MIB = 1024.0**2
-GIB = 1024.0**3
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -154,6 +155,7 @@ class DcgmGpuSource:
     """Reads this pod's GPUs from dcgm-exporter's /metrics. Never raises: failures become a failed sample."""
 
     name = "dcgm"
+    hidden_when_unreachable = False  # an unreachable dcgm-exporter is an outage with its own alert
 
     def __init__(self, selection: DcgmSelection, timeout: float, max_bytes: int, max_series: int,
                  interval: float, environ: Mapping[str, str] | None = None,
@@ -184,6 +186,13 @@ class DcgmGpuSource:
     def set_visible(self, configured: tuple[str, ...] | None) -> None:
         """Devices named by the config or the serving processes; used only when no pod is known."""
         self._visible = visible_devices(configured, self._environ)
+
+    def parse_counts(self) -> tuple[float, float]:
+        return self.dropped_series_total, self.invalid_samples_total
+
+    def mismatch_hint(self) -> str:
+        return (self.empty_hint or "") + (
+            ". Check that POD_NAME/POD_NAMESPACE name this pod and that the server container holds the GPU")
 
     def selector(self) -> Selector | None:
         """Config UUIDs, else the pod (config, else POD_NAME/POD_NAMESPACE), else the visible devices."""
@@ -282,3 +291,11 @@ class DcgmGpuSource:
 
     def close(self) -> None:
         self._fetcher.close()
+
+
+@register_gpu_source("dcgm")
+def dcgm_source(config: Config, environ: Mapping[str, str] | None, monotonic: Callable[[], float]) -> DcgmGpuSource:
+    collection = config.collection
+    return DcgmGpuSource(config.gpu.dcgm, collection.server_timeout_seconds, collection.max_body_bytes,
+                         collection.max_series_per_source, collection.interval_seconds, environ=environ,
+                         monotonic=monotonic, catalog=config.catalog)

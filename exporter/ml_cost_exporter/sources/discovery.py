@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from pathlib import Path
 
 import psutil
 
 from ml_cost_exporter.config.schema import Config
+from ml_cost_exporter.config.units import GIB
 from ml_cost_exporter.cost.pricing import ResolvedAllocation
 from ml_cost_exporter.sources.nvml import GpuSample
 
 log = logging.getLogger(__name__)
-GIB = 1024.0**3
 # cgroup v1 reports "no limit" as a huge page-aligned number.
 _UNLIMITED_V1 = 1 << 60
 
@@ -94,22 +92,3 @@ def resolve_allocation(config: Config, gpus: GpuSample | None, cgroup_root: Path
         gpu_type, units = None, 0.0
     return ResolvedAllocation(gpu_type, units if (gpu_type or config.pricing.gpu_hourly_usd) else 0.0,
                               vcpus, memory_gib)
-
-
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-def read_pod_labels(path: Path) -> dict[str, str]:
-    """The pod's labels from a downward-API file (`key="value"` lines), keeping valid Prometheus label names."""
-    labels = {}
-    for line in path.read_text().splitlines():
-        key, sep, quoted = line.partition("=")
-        if not sep or not _LABEL_NAME.fullmatch(key):
-            continue  # keys such as app.kubernetes.io/name are not label names
-        try:
-            value = json.loads(quoted)  # the kubelet writes Go-quoted strings, which JSON reads
-        except ValueError:
-            continue
-        if isinstance(value, str):
-            labels[key] = value
-    return labels

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.tokens import Gateway
+from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 
 log = logging.getLogger(__name__)
-ModelKey = tuple[str, str]
 
 
 @dataclass

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ml_cost_exporter.config.schema import Config
+from ml_cost_exporter.sources.gpu_registry import register_gpu_source
+
 log = logging.getLogger(__name__)
 
 
@@ -69,8 +72,17 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+NVML_HINT = ("NVML cannot reach the GPUs from this container. The likely cause: the container runtime gives "
+             "unprivileged containers no GPU through NVIDIA_VISIBLE_DEVICES (Bottlerocket's NVIDIA runtime does "
+             "so by default, visible-devices-envvar-when-unprivileged: false). Fix: set gpu.source: dcgm to read "
+             "the node's dcgm-exporter (k8s/components/sidecar-dcgm), or allow the variable on the node")
+
+
 class NvmlGpuSource:
     """Reads the pod's GPUs (and MIG devices) through the real NVML bindings."""
+
+    name = "nvml"
+    hidden_when_unreachable = True  # NVML that cannot start in the container is the hidden-GPU case
 
     def __init__(self, visible: tuple[str, ...] | None = None,
                  environ: Mapping[str, str] | None = None,
@@ -87,6 +99,12 @@ class NvmlGpuSource:
 
     def set_visible(self, configured: tuple[str, ...] | None) -> None:
         self._visible = visible_devices(configured, self._environ)
+
+    def parse_counts(self) -> None:
+        return None  # NVML hands over numbers, not text: nothing to drop or refuse
+
+    def mismatch_hint(self) -> str:
+        return NVML_HINT
 
     def _ensure_init(self) -> str | None:
         if self._initialized:
@@ -205,3 +223,8 @@ class NvmlGpuSource:
             with contextlib.suppress(pynvml.NVMLError):
                 pynvml.nvmlShutdown()
             self._initialized = False
+
+
+@register_gpu_source("nvml")
+def nvml_source(config: Config, environ: Mapping[str, str] | None, monotonic: Callable[[], float]) -> NvmlGpuSource:
+    return NvmlGpuSource(config.allocation.visible_devices, environ=environ, monotonic=monotonic)

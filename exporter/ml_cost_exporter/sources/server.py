@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES, LabelFilters
 from ml_cost_exporter.config.schema import Model
+from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 
 log = logging.getLogger(__name__)
 
-ModelKey = tuple[str, str]
 
 
 @dataclass

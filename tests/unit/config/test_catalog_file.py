@@ -89,7 +89,7 @@ def test_a_broken_overlay_on_reload_keeps_the_previous_catalog_and_a_fixed_one_i
     overlay.write_text(OVERLAY.replace("hourly_usd: 48.0", "hourly_usd: -48.0"))
     runtime.check_config_changed()  # the overlay is part of what the watch fingerprints
     assert runtime._reload_requested
-    assert runtime.reload() is False and runtime.reload_successful is False
+    assert runtime.reload() is False and runtime.state().reload.successful is False
     assert runtime.rates.gpu_usd_per_hour == before
     assert runtime.config.catalog.providers["aws"].instances["p5.48xlarge"].hourly_usd == 48.0
     overlay.write_text(OVERLAY.replace("hourly_usd: 48.0", "hourly_usd: 40.0"))

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import generate_latest
 
-from ml_cost_exporter.exposition.collectors import SafeCollector, build_registry
+from ml_cost_exporter.exposition.collectors import BUILDERS, FamilyBuilder, StateCollector, build_registry
 from ml_cost_exporter.runtime import Clocks, Runtime
 from ml_cost_exporter.sources.processes import ProcessSource
 from tests.conftest import A100, FIXTURES, GIB
@@ -69,7 +69,7 @@ def runtime(tmp_path, clock, fake_nvml):
                 "http://triton/metrics": iter([triton_text(420), triton_text(720), triton_text(1020)])}
     rt = Runtime(str(config), frozenset({"gpu", "server", "process"}), Clocks(clock.wall, clock.monotonic),
                  environ={}, cgroup_root=tmp_path, server_fetch=lambda url: next(scripted[url]))
-    rt.process_source = ProcessSource(rt.config.processes, exclude_pid=-1, iterate=scripted_processes())
+    rt.sampler.process_source = ProcessSource(rt.config.processes, exclude_pid=-1, iterate=scripted_processes())
     for _ in range(3):
         rt.tick()
         clock.advance(60)
@@ -78,7 +78,7 @@ def runtime(tmp_path, clock, fake_nvml):
 
 
 def render(runtime: Runtime) -> str:
-    text = generate_latest(build_registry(runtime)).decode()
+    text = generate_latest(build_registry(runtime.state, runtime.clocks.monotonic)).decode()
     return re.sub(r'pythonversion="[^"]*"', 'pythonversion="X"', text)
 
 
@@ -98,7 +98,7 @@ def test_saved_output_passes_promtool_check_metrics():
 
 
 def test_values_follow_from_the_scripted_load(runtime):
-    registry = build_registry(runtime)
+    registry = build_registry(runtime.state, runtime.clocks.monotonic)
     value = registry.get_sample_value
     llama, reranker = {"model": "llama", "version": "v1"}, {"model": "reranker", "version": "v7"}
     # Two intervals of 60 s; each llama got 600 requests and reranker 300: llama pays 2/3.
@@ -134,26 +134,26 @@ def test_values_follow_from_the_scripted_load(runtime):
 
 
 def test_a_failing_collector_drops_only_its_own_families(runtime):
-    class Broken:
-        name = "broken"
+    from prometheus_client import CollectorRegistry
 
-        def collect(self):
-            yield from ()
-            raise RuntimeError("boom")
+    def broken(state):
+        yield from ()
+        raise RuntimeError("boom")
 
-    registry = build_registry(runtime)
-    status = {}
-    registry.register(SafeCollector(Broken(), status, record=True))
+    runtime.tick()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector(runtime.state, (*BUILDERS, FamilyBuilder("broken", broken))))
     text = generate_latest(registry).decode()
     assert "inference_cost_per_1k_usd" in text and "mlcost_gpu_power_watts" in text
-    assert status["broken"].success is False
+    assert registry.get_sample_value("mlcost_exporter_collector_success", {"collector": "broken"}) == 0.0
+    assert registry.get_sample_value("mlcost_exporter_collector_success", {"collector": "cost"}) == 1.0
 
 
 def test_gpu_series_are_absent_not_zero_when_nvml_fails(runtime, fake_nvml):
     fake_nvml.write("init 0", f"gpu 0 80 {GIB} {80 * GIB} 300000 1 0 GPU-aaaa {A100}",
                     f"gpu 1 20 {GIB} {80 * GIB} 100000 1 0 GPU-bbbb {A100}")
     runtime.tick()
-    registry = build_registry(runtime)
+    registry = build_registry(runtime.state, runtime.clocks.monotonic)
     text = generate_latest(registry).decode()
     assert "mlcost_gpu_utilization_ratio{" not in text
     assert registry.get_sample_value("mlcost_exporter_collector_success", {"collector": "gpu"}) == 0.0

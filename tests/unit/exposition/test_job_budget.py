@@ -31,7 +31,7 @@ def test_a_job_budget_spans_month_ends_and_has_no_period_bounds_or_burn_rate(tmp
     for _ in range(60):  # an hour, across the month end
         clock.advance(60)
         runtime.tick()
-    registry = build_registry(runtime)
+    registry = build_registry(runtime.state, runtime.clocks.monotonic)
     job = registry.get_sample_value("mlcost_budget_spend_usd_total", {"budget": "finetune-job", "period": "job"})
     november = registry.get_sample_value("mlcost_budget_spend_usd_total", {"budget": "monthly", "period": "2026-11"})
     december = registry.get_sample_value("mlcost_budget_spend_usd_total", {"budget": "monthly", "period": "2026-12"})
@@ -54,12 +54,12 @@ def test_a_job_budget_survives_an_exporter_restart_through_the_checkpoint(tmp_pa
         clock.advance(60)
         runtime.tick()
     runtime.close()
-    before = build_registry(runtime).get_sample_value("mlcost_budget_spend_usd_total",
+    before = build_registry(runtime.state, runtime.clocks.monotonic).get_sample_value("mlcost_budget_spend_usd_total",
                                                       {"budget": "finetune-job", "period": "job"})
     clock.advance(30)  # down for 30 s: accrued from the checkpoint at the allocation's price
     restarted = make(tmp_path, clock, storage=str(storage))
     assert restarted.state_restored
-    after = build_registry(restarted).get_sample_value("mlcost_budget_spend_usd_total",
-                                                       {"budget": "finetune-job", "period": "job"})
+    registry = build_registry(restarted.state, restarted.clocks.monotonic)
+    after = registry.get_sample_value("mlcost_budget_spend_usd_total", {"budget": "finetune-job", "period": "job"})
     assert after == pytest.approx(before * (600 + 30) / 600, rel=1e-6)
     restarted.close()

@@ -43,7 +43,7 @@ def run(tmp_path, clock, v1: float, v2: float, extra_v1: str = "", extra_v2: str
     for _ in range(2):
         clock.advance(60)
         rt.tick()
-    registry = build_registry(rt)
+    registry = build_registry(rt.state, rt.clocks.monotonic)
     rt.close()
     return {version: {name: registry.get_sample_value(name, {"model": "ranker", "version": version})
                       for name in ("inference_cost_per_1k_usd", "mlcost_model_quality",

@@ -60,7 +60,7 @@ def test_mig_profile_sets_the_fraction_priced(tmp_path, profile):
 
 
 def test_pod_labels_come_from_the_downward_api_file_keeping_valid_label_names(tmp_path):
-    from ml_cost_exporter.sources.discovery import read_pod_labels
+    from ml_cost_exporter.config.pod import read_pod_labels
 
     path = tmp_path / "labels"
     path.write_text('team="risk"\napp.kubernetes.io/name="vllm"\nenv="prod \\"eu\\""\nbroken\nproject=unquoted\n')

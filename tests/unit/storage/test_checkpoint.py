@@ -30,7 +30,7 @@ def start(tmp_path, clock, storage=None, max_gap=900.0) -> Runtime:
 
 
 def total(runtime: Runtime) -> float:
-    return sum(runtime.ledger.snapshot(runtime.clocks.wall()).usd_total.values())
+    return sum(runtime.books.ledger.snapshot(runtime.clocks.wall()).usd_total.values())
 
 
 def checkpoint_after_an_hour(tmp_path, clock) -> bytes:

@@ -1,0 +1,176 @@
+"""The accounting books: every account a tick's measurement is recorded in, kept in step with the config.
+
+The ledger accrues and attributes the interval's money; the token, tenant,
+energy and training accounts split that same money further. The books know
+nothing of where a measurement came from (sources convert their readings into
+a `Measurement`), and their snapshot is what a published State carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from ml_cost_exporter.config.presets import PHASE_QUANTITIES
+from ml_cost_exporter.config.schema import Config
+from ml_cost_exporter.config.units import ModelKey
+from ml_cost_exporter.cost.energy import EnergyAccount, EnergySnapshot
+from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, IntervalCost, LedgerSnapshot, Usage
+from ml_cost_exporter.cost.pricing import CostRates
+from ml_cost_exporter.cost.tenants import TenantLedger, TenantSnapshot
+from ml_cost_exporter.cost.tokens import TokenEconomics, TokenSignals, TokenSnapshot
+from ml_cost_exporter.cost.training import TrainingAccount, TrainingSnapshot
+
+Quantities = Mapping[ModelKey, Mapping[str, float]]
+TenantTokens = Mapping[tuple[ModelKey, str, str], float]  # (model, raw tenant label, kind) -> tokens
+TOKEN_QUANTITIES = {"prompt_tokens": "prompt", "generation_tokens": "generation"}
+_SIGNAL_FIELDS = {"prompt_tokens": "prompt_tokens", "generation_tokens": "generation_tokens",
+                  **{q: q for q in PHASE_QUANTITIES}}
+_USAGE_COUNTS = ("requests", "failed_requests", "compute_seconds")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one tick measured over [start, end): the pod's resources, the servers' and the gateways' counters."""
+
+    start: float
+    end: float
+    gpu_utilization: float | None = None  # 0..1, mean over the pod's GPUs
+    gpu_power_watts: float | None = None  # sum over the pod's GPUs
+    gpu_energy_joules: float | None = None  # None where any GPU reports neither energy nor power
+    cpu_used_cores: float | None = None
+    memory_used_bytes: float | None = None
+    deltas: Quantities = field(default_factory=dict)  # per model, increments of every quantity read
+    values: Quantities = field(default_factory=dict)  # per model, current values (gauges such as quality)
+    tenant_tokens: TenantTokens = field(default_factory=dict)
+    tenant_models: frozenset[ModelKey] = frozenset()  # models whose cost the gateways' tenants share
+
+
+@dataclass(frozen=True)
+class BooksSnapshot:
+    """Every account as of one instant, consistent with each other (taken under the tick's lock)."""
+
+    ledger: LedgerSnapshot
+    tokens: TokenSnapshot
+    tenants: TenantSnapshot
+    energy: EnergySnapshot
+    training: TrainingSnapshot
+    values: Quantities  # the last current value of every quantity read, per model
+
+
+def usage_of(measurement: Measurement) -> Usage:
+    """The ledger's view of a measurement: resources, requests, failures, compute time and tokens by kind."""
+    counts = {name: {key: q[name] for key, q in measurement.deltas.items() if name in q} for name in _USAGE_COUNTS}
+    # Token counts by kind; any other quantity is not priced here and never counted as something else.
+    tokens = {(key, kind): q[quantity] for key, q in measurement.deltas.items()
+              for quantity, kind in TOKEN_QUANTITIES.items() if quantity in q}
+    return Usage(measurement.start, measurement.end, measurement.gpu_utilization, measurement.gpu_power_watts,
+                 measurement.cpu_used_cores, measurement.memory_used_bytes, requests=counts["requests"],
+                 tokens=tokens, compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"])
+
+
+def token_signals(deltas: Quantities) -> dict[ModelKey, TokenSignals]:
+    """Each model's token and phase increments of one interval."""
+    signals = {}
+    for key, quantities in deltas.items():
+        values = {_SIGNAL_FIELDS[q]: v for q, v in quantities.items() if q in _SIGNAL_FIELDS}
+        if values:
+            signals[key] = replace(TokenSignals(), **values)
+    return signals
+
+
+def job_cost(ledger: LedgerSnapshot) -> dict[ModelKey, float]:
+    """Each model's accrued cost over every resource, USD."""
+    totals: dict[ModelKey, float] = {}
+    for (model, version, _workload, _resource), value in ledger.usd_total.items():
+        totals[(model, version)] = totals.get((model, version), 0.0) + value
+    return totals
+
+
+def _pinned_tenants(config: Config) -> list[str]:
+    return [t for b in config.budgets for t in b.selector.tenants]
+
+
+def _max_tenants(config: Config) -> int:
+    return config.tenants.max_tenants if config.tenants else 1
+
+
+class Books:
+    """The ledger and the accounts that split its money: phases, tenants, energy, training."""
+
+    def __init__(self, config: Config, rates: CostRates, now: float) -> None:
+        models = [m.key for m in config.models]
+        window = config.collection.cost_window_seconds
+        self.ledger = CostLedger(config, rates, now)
+        self.tokens = TokenEconomics(models, config.token_weights, window)
+        self.tenants = TenantLedger(models, _max_tenants(config), _pinned_tenants(config))
+        self.energy = EnergyAccount(models, config.energy, window)
+        self.training = TrainingAccount(config.models, window)
+        self._config = config
+        self._values: Quantities = {}
+
+    def sections(self) -> dict[str, object]:
+        """The accounts by their checkpoint section name."""
+        return {"ledger": self.ledger, "tokens": self.tokens, "tenants": self.tenants, "energy": self.energy,
+                "training": self.training}
+
+    def reconfigure(self, config: Config, rates: CostRates, now: float) -> None:
+        """Adopt a new config or new prices: totals of models and budgets that remain are kept."""
+        models = [m.key for m in config.models]
+        window = config.collection.cost_window_seconds
+        self._config = config
+        self.ledger.reconfigure(config, rates, now)
+        self.tokens.reconfigure(models, config.token_weights, window)
+        self.tenants.reconfigure(models, _max_tenants(config), _pinned_tenants(config))
+        self.energy.reconfigure(models, config.energy, window)
+        self.training.reconfigure(config.models, window)
+
+    def reprice(self, config: Config, rates: CostRates, now: float) -> None:
+        """New prices for the same config (GPUs appeared or went away): only the ledger's rates change."""
+        self.ledger.reconfigure(config, rates, now)
+
+    def record(self, measurement: Measurement) -> IntervalCost:
+        """Accrue one measured interval in every account."""
+        usage = usage_of(measurement)
+        interval = self.ledger.record(usage)
+        phases = self.tokens.record(interval, token_signals(measurement.deltas))
+        if measurement.tenant_models:
+            charged = self.tenants.record(interval, phases, measurement.tenant_tokens, measurement.tenant_models)
+            self._tenant_budgets(interval, charged)
+        epochs = {key: q["epochs"] for key, q in measurement.deltas.items() if "epochs" in q}
+        self.energy.record(interval, measurement.gpu_energy_joules, usage.requests, epochs)
+        self.training.record(interval, measurement.deltas, measurement.values)
+        self._values = measurement.values
+        return interval
+
+    def _tenant_budgets(self, interval: IntervalCost, charged: Mapping[ModelKey, Mapping[str, float]]) -> None:
+        for budget in self._config.budgets:
+            if not budget.selector.tenants:
+                continue
+            usd = sum(value for model in self._config.models if budget.selector.matches(model)
+                      for tenant, value in charged.get(model.key, {}).items() if tenant in budget.selector.tenants)
+            self.ledger.add_budget_spend(budget.name, interval.start, interval.end, usd)
+
+    def accrue_unmeasured(self, start: float, end: float) -> None:
+        """Accrue time no tick measured (the last moments before a stop) at the allocation's price."""
+        self.ledger.accrue_unmeasured(start, end)
+
+    def catch_up(self, now: float, max_gap_seconds: float) -> GapOutcome:
+        """Accrue the downtime since a restored checkpoint, within the gap limit."""
+        return self.ledger.catch_up(now, max_gap_seconds)
+
+    def snapshot(self, now: float) -> BooksSnapshot:
+        ledger = self.ledger.snapshot(now)
+        return BooksSnapshot(ledger, self.tokens.snapshot(now), self.tenants.snapshot(), self.energy.snapshot(now),
+                             self.training.snapshot(job_cost(ledger)), self._values)
+
+
+def sum_quantities(parts: Iterable[Quantities]) -> dict[ModelKey, dict[str, float]]:
+    """Per-model quantities summed over several servers that report the same model."""
+    merged: dict[ModelKey, dict[str, float]] = {}
+    for part in parts:
+        for key, quantities in part.items():
+            slot = merged.setdefault(key, {})
+            for quantity, amount in quantities.items():
+                slot[quantity] = slot.get(quantity, 0.0) + amount
+    return merged
