@@ -20,11 +20,12 @@ from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import MAX_FILE_BYTES
 from ml_cost_exporter.config.pod import load_pod_config
 from ml_cost_exporter.config.schema import Config
+from ml_cost_exporter.cost.allocation import resolve_allocation
 from ml_cost_exporter.cost.books import Books
 from ml_cost_exporter.cost.ledger import GapOutcome
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
 from ml_cost_exporter.sampling import SAMPLED_COLLECTORS, Sampler, measure
-from ml_cost_exporter.sources.discovery import resolve_allocation
+from ml_cost_exporter.sources.discovery import discover_host, seen_gpus
 from ml_cost_exporter.state import ReloadStatus, State, StorageStatus
 from ml_cost_exporter.storage.checkpoint import Checkpointer
 
@@ -114,7 +115,7 @@ class Runtime:
 
     # --- pricing and the config file ----------------------------------------------
     def _price(self, config: Config) -> CostRates:
-        allocation = resolve_allocation(config, self.sampler.last_gpu, self._cgroup_root)
+        allocation = resolve_allocation(config, seen_gpus(self.sampler.last_gpu), discover_host(self._cgroup_root))
         return price_allocation(config, allocation)
 
     def _digest(self) -> str | None:

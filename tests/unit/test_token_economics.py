@@ -201,7 +201,9 @@ def test_a_tenant_explosion_stays_bounded_in_series_and_memory(tmp_path, clock, 
             - {preset: litellm, url: "http://gateway/metrics", tenant_label: hashed_api_key, models: {llama: llama-8b}}
     """
     bodies = [explosion(0), explosion(1)]
-    runtime = make_runtime(tmp_path, clock, fake_nvml, config("vllm", extra), {
+    # Reading 100,000 series under tracemalloc takes seconds: a deadline long enough that the tick waits for it.
+    text = config("vllm", extra).replace("interval_seconds: 60,", "interval_seconds: 60, server_timeout_seconds: 60,")
+    runtime = make_runtime(tmp_path, clock, fake_nvml, text, {
         "http://server/metrics": [server_text("vllm", s) for s in range(2)],
         "http://gateway/metrics": bodies})
     tracemalloc.start()

@@ -242,6 +242,16 @@ def _with_overlay(section: Section | None, catalog: Catalog, base_dir: Path | No
     return apply_overlay(catalog, text, str(path))
 
 
+def gpu_priced(pricing: Pricing, catalog: Catalog, gpu_type: str) -> bool:
+    """Whether a GPU type has a price under this pricing: owned hardware, an override, or a catalog offer.
+
+    The one statement of the offer rule: config validation, the exporter's allocation and `mlcost` use it.
+    """
+    if pricing.provider not in CLOUD_PROVIDERS or pricing.gpu_hourly_usd is not None:
+        return True
+    return gpu_type in catalog.providers[pricing.provider].gpu_offers
+
+
 def _gpu_allocation(section: Section, catalog: Catalog, pricing: Pricing) -> GpuAllocation:
     gpu_type = section.string("type")
     if gpu_type is not None:
@@ -249,8 +259,8 @@ def _gpu_allocation(section: Section, catalog: Catalog, pricing: Pricing) -> Gpu
             known = sorted(catalog.gpu_types)
             raise section.raw("type").error(
                 f'unknown GPU type "{gpu_type}"{suggest(gpu_type, known)} (known: {", ".join(known)})')
-        offers = catalog.providers[pricing.provider].gpu_offers if pricing.provider in CLOUD_PROVIDERS else None
-        if offers is not None and gpu_type not in offers and pricing.gpu_hourly_usd is None:
+        if not gpu_priced(pricing, catalog, gpu_type):
+            offers = catalog.providers[pricing.provider].gpu_offers
             raise section.raw("type").error(
                 f'{pricing.provider} offers no "{gpu_type}" in the catalog (it has: {", ".join(sorted(offers))}); '
                 "set pricing.overrides.gpu_hourly_usd")

@@ -1,7 +1,8 @@
 import pytest
 
 from ml_cost_exporter.config.schema import parse_config
-from ml_cost_exporter.sources.discovery import cgroup_cpu_limit, cgroup_memory_limit, resolve_allocation
+from ml_cost_exporter.cost.allocation import resolve_allocation
+from ml_cost_exporter.sources.discovery import cgroup_cpu_limit, cgroup_memory_limit, discover_host, seen_gpus
 from ml_cost_exporter.sources.nvml import GpuReading, GpuSample
 from tests.conftest import A100, GIB
 
@@ -29,33 +30,34 @@ def test_zero_config_prices_the_gpus_nvml_sees_and_the_cgroup_limits(tmp_path):
     (tmp_path / "memory.max").write_text(str(32 * GIB))
     gpus = GpuSample(True, (GpuReading("0", "GPU-a", A100, 0.5, 0, 80 * GIB, 200.0),
                             GpuReading("1", "GPU-b", A100, 0.5, 0, 80 * GIB, 200.0)))
-    resolved = resolve_allocation(parse_config("", "p.yaml"), gpus, tmp_path)
+    resolved = resolve_allocation(parse_config("", "p.yaml"), seen_gpus(gpus), discover_host(tmp_path))
     assert (resolved.gpu_type.id, resolved.gpus, resolved.vcpus, resolved.memory_gib) == ("a100-80gb", 2, 4, 32)
 
 
 def test_configured_gpu_without_nvml_still_accrues_cost(tmp_path):
     config = parse_config("allocation: {gpu: {type: l4}, vcpus: 4, memory_gib: 16}", "p.yaml")
-    resolved = resolve_allocation(config, GpuSample(False, (), "nvmlInit failed"), tmp_path)
+    resolved = resolve_allocation(config, seen_gpus(GpuSample(False, (), "nvmlInit failed")), discover_host(tmp_path))
     assert (resolved.gpu_type.id, resolved.gpus) == ("l4", 1.0)
 
 
 def test_an_unknown_gpu_name_is_priced_at_zero_with_a_warning(tmp_path, caplog):
     gpus = GpuSample(True, (GpuReading("0", "GPU-x", "NVIDIA Quantum 9000", 0.1, 0, GIB, 10.0),))
-    resolved = resolve_allocation(parse_config("allocation: {vcpus: 2, memory_gib: 4}", "p.yaml"), gpus, tmp_path)
+    config = parse_config("allocation: {vcpus: 2, memory_gib: 4}", "p.yaml")
+    resolved = resolve_allocation(config, seen_gpus(gpus), discover_host(tmp_path))
     assert resolved.gpus == 0 and resolved.gpu_type is None
     assert "not in the price catalog" in caplog.text
 
 
 def test_instance_share_gives_the_share_of_the_instance(tmp_path):
     config = parse_config("allocation: {instance: {type: p5.48xlarge, share: 0.25}}", "p.yaml")
-    resolved = resolve_allocation(config, None, tmp_path)
+    resolved = resolve_allocation(config, seen_gpus(None), discover_host(tmp_path))
     assert (resolved.gpu_type.id, resolved.gpus, resolved.vcpus, resolved.memory_gib) == ("h100", 2, 48, 512)
 
 
 @pytest.mark.parametrize("profile", ["1g.10gb", "3g.40gb", "7g.80gb"])
 def test_mig_profile_sets_the_fraction_priced(tmp_path, profile):
     config = parse_config(f"allocation: {{gpu: {{type: a100-80gb, mig_profile: {profile}}}}}", "p.yaml")
-    resolved = resolve_allocation(config, None, tmp_path)
+    resolved = resolve_allocation(config, seen_gpus(None), discover_host(tmp_path))
     assert resolved.gpus == pytest.approx(int(profile[0]) / 7)
 
 
