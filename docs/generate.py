@@ -1,9 +1,12 @@
-"""Generates the reference pages that could drift from the code: metrics and flags.
+"""Generates the reference pages that could drift from the code: metrics, flags and config keys.
 
 The metrics page is built from the exporter's saved expected output
 (tests/fixtures/golden/*.txt), which tests keep identical to what the
 collectors render, so the page follows the code's names, types, labels and
-help texts. The flags page is the argument parser's own --help. A test fails
+help texts. The flags page is the argument parser's own --help. The config keys
+are those the schema reads while parsing the annotated example and configs that
+take its other branches (recorded at the parser, so a key the schema accepts
+cannot be missing). A test fails
 when a committed page differs from what this script writes; run
 `python docs/generate.py` after an intended change.
 """
@@ -66,8 +69,10 @@ def metrics_page() -> str:
         "# Metrics reference", "", GENERATED, "",
         "Every metric the exporter serves on its telemetry path, with its type, labels and help text, as the",
         "code renders them for the fixed inputs of the saved expected outputs of an inference pod",
-        "([`metrics.txt`](../tests/fixtures/golden/metrics.txt)) and a training pod",
-        "([`training-metrics.txt`](../tests/fixtures/golden/training-metrics.txt)). No metric carries",
+        "([`metrics.txt`](../tests/fixtures/golden/metrics.txt)), a training pod",
+        "([`training-metrics.txt`](../tests/fixtures/golden/training-metrics.txt)) and a pod behind a gateway",
+        "with a checkpoint ([`tenant-metrics.txt`](../tests/fixtures/golden/tenant-metrics.txt)); a test fails",
+        "when a family the collectors can emit is missing here. No metric carries",
         "`namespace` or `pod` labels: Prometheus adds target labels. Series of a family appear only where they",
         "apply (cost per 1k only with requests in the window, GPU series only while NVML reads the GPU).",
         "",
@@ -90,7 +95,68 @@ def flags_page() -> str:
         "## ml-cost-exporter", "", "```", help_text, "```", ""])
 
 
-PAGES = {METRICS_PAGE: metrics_page, FLAGS_PAGE: flags_page}
+CONFIG_PAGE = REPO / "docs" / "configuration.md"
+KEYS_START, KEYS_END = "<!-- config keys: start -->", "<!-- config keys: end -->"
+# Configs that take the schema's branches the annotated example does not: every key the parser reads.
+BRANCH_CONFIGS = (
+    "pricing: {provider: onprem, fixed_hourly_usd: 1, price_ratio: 0.5,\n"
+    "          overrides: {gpu_hourly_usd: 1, vcpu_hourly_usd: 0.01, memory_gib_hourly_usd: 0.001, basis: paid},\n"
+    "          onprem: {gpu_purchase_usd: 30000, amortization_years: 4, power_usd_per_kwh: 0.1, pue: 1.3}}\n"
+    "allocation: {gpu: {type: a100-80gb, count: 1, mig_profile: 3g.40gb}}\n"
+    "gpu: {source: dcgm, dcgm: {url: 'http://127.0.0.1:9400/metrics', pod: p, namespace: n, uuids: [GPU-1]}}\n",
+    "pricing: {provider: aws}\nallocation: {instance: {type: g5.xlarge, share: 0.5}}\n"
+    "models: [{name: m, server: {preset: generic, url: 'http://s/metrics', model_label: m, version_label: v,\n"
+    "          requests: {metric: r_total, match: {code: '2..'}, exclude: {path: /health}, scale: 1},\n"
+    "          failed_requests: {metric: f_total, subtract: false, server_wide: false}}}]\n"
+    "tenants: {max_tenants: 5, gateways: [{preset: litellm, url: 'http://g/metrics', tenant_label: team,\n"
+    "          models: {m: m}}]}\n",
+    "processes: {names: [python3], cmdline_patterns: [vllm]}\nattribution: compute_time\n"
+    "energy: {region: us-east-1, carbon_intensity_g_per_kwh: 400, pue: 1.2}\n",
+)
+
+
+def config_keys() -> list[tuple[str, str]]:
+    """(section path, key) of every key the schema reads, recorded at the parser."""
+    from ml_cost_exporter.config import located
+    from ml_cost_exporter.config.schema import parse_config
+
+    seen: set[tuple[str, str]] = set()
+    original = located.Section.raw
+
+    def recording_raw(section, key):
+        if section.located.source == "config.yaml":
+            seen.add((re.sub(r"\[\d+\]", "[]", section.located.path or ""), key))
+        return original(section, key)
+
+    examples = REPO / "exporter" / "examples"
+    located.Section.raw = recording_raw
+    try:
+        for text in ((examples / "pricing.example.yaml").read_text(), *BRANCH_CONFIGS):
+            try:
+                parse_config(text, "config.yaml", base_dir=examples)
+            except Exception:  # a branch config may stop at a check after the keys were read
+                pass
+    finally:
+        located.Section.raw = original
+    return sorted(seen)
+
+
+def config_keys_block() -> str:
+    rows = [f"| `{f'{path}.{key}' if path else key}` |" for path, key in config_keys()]
+    return "\n".join([KEYS_START, GENERATED, "", "| key |", "|---|", *rows, KEYS_END])
+
+
+def config_page() -> str:
+    text = CONFIG_PAGE.read_text()
+    if KEYS_START not in text:
+        text = text.rstrip() + "\n\n## Every key\n\nEvery key the schema reads, as a path (`[]`: each item of a list).\n\n" + \
+            KEYS_START + KEYS_END + "\n"
+    head, _, rest = text.partition(KEYS_START)
+    _, _, tail = rest.partition(KEYS_END)
+    return head + config_keys_block() + tail
+
+
+PAGES = {METRICS_PAGE: metrics_page, FLAGS_PAGE: flags_page, CONFIG_PAGE: config_page}
 
 
 def main() -> int:
