@@ -51,6 +51,7 @@ def test_generated_objects_match_their_sources():
         sys.path.pop(0)
     for name, render in generate.GENERATED.items():
         assert (K8S / name).read_text() == render(), f"k8s/{name} drifted: run python k8s/generate.py"
+    assert generate.stale() == [], "a dashboard ConfigMap without its dashboard: run python k8s/generate.py"
 
 
 def test_the_configmap_holds_the_example_config_and_it_parses(built):
