@@ -3,6 +3,8 @@
 - base/ml-cost-exporter-configmap.yaml from exporter/examples/pricing.example.yaml
 - base/ml-cost-exporter-prometheusrule.yaml from prometheus/rules/*.rules.yml
 - components/sidecar-dcgm/ml-cost-exporter-configmap-patch.yaml: the same example config with gpu.source: dcgm
+- grafana-dashboards/<dashboard>-configmap.yaml from grafana/dashboards/<dashboard>.json, one ConfigMap each,
+  labelled for the Grafana dashboard sidecar (kube-prometheus-stack's Grafana loads them)
 
 Run `python k8s/generate.py` after changing either; a test fails when they drift.
 """
@@ -43,9 +45,14 @@ def configmap() -> str:
                                                                                      sort_keys=False, width=200)
 
 
-DCGM_SOURCE = """  source: dcgm
+# The node's own dcgm-exporter, through a Service that keeps traffic on the node (internalTrafficPolicy: Local,
+# k8s/dcgm-exporter-local): NVIDIA's chart runs dcgm-exporter without hostNetwork or a hostPort, so the node's
+# IP does not reach it, and its own Service balances over every node's GPUs.
+DCGM_URL = "http://ml-cost-exporter-dcgm-local.gpu-monitoring.svc:9400/metrics"
+DCGM_SOURCE = f"""  source: dcgm
   dcgm:
-    url: http://${NODE_IP}:9400/metrics  # NODE_IP, POD_NAME, POD_NAMESPACE: set by the component's patch
+    url: {DCGM_URL}  # the node-local Service of k8s/dcgm-exporter-local
+    # POD_NAME, POD_NAMESPACE (which GPUs are this pod's): set by the component's patch
 """
 
 
@@ -73,11 +80,50 @@ def prometheusrule() -> str:
                                                                             width=200)
 
 
+DASHBOARDS = REPO / "grafana" / "dashboards"
+
+
+def dashboard_configmap(path: Path):
+    """One dashboard as a ConfigMap the Grafana sidecar loads (label grafana_dashboard: "1", in any namespace
+    with kube-prometheus-stack's defaults)."""
+    def build() -> str:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": f"{path.stem}-dashboard",
+                             "labels": {**LABELS, "app.kubernetes.io/component": "dashboard",
+                                        "grafana_dashboard": "1"}},
+                "data": {path.name: path.read_text()}}
+        return HEADER.format(source=f"grafana/dashboards/{path.name}") + yaml.dump(body, Dumper=_Dumper,
+                                                                                  sort_keys=False, width=200)
+    return build
+
+
+def dashboards_kustomization() -> str:
+    resources = "".join(f"  - {p.stem}-dashboard-configmap.yaml\n" for p in sorted(DASHBOARDS.glob("*.json")))
+    return (HEADER.format(source="grafana/dashboards/")
+            + "# The dashboards as ConfigMaps for the Grafana dashboard sidecar (kube-prometheus-stack's Grafana\n"
+            + "# searches every namespace for the label grafana_dashboard: \"1\"). Apply once per cluster.\n"
+            + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: monitoring\n"
+            + f"resources:\n{resources}")
+
+
 GENERATED = {"base/ml-cost-exporter-configmap.yaml": configmap,
              "base/ml-cost-exporter-prometheusrule.yaml": prometheusrule,
-             "components/sidecar-dcgm/ml-cost-exporter-configmap-patch.yaml": dcgm_configmap_patch}
+             "components/sidecar-dcgm/ml-cost-exporter-configmap-patch.yaml": dcgm_configmap_patch,
+             "grafana-dashboards/kustomization.yaml": dashboards_kustomization,
+             **{f"grafana-dashboards/{p.stem}-dashboard-configmap.yaml": dashboard_configmap(p)
+                for p in sorted(DASHBOARDS.glob("*.json"))}}
+
+
+def stale() -> list[Path]:
+    """Generated dashboard ConfigMaps whose dashboard is gone."""
+    return [p for p in sorted((K8S / "grafana-dashboards").glob("*.yaml"))
+            if f"grafana-dashboards/{p.name}" not in GENERATED]
+
 
 if __name__ == "__main__":
+    (K8S / "grafana-dashboards").mkdir(exist_ok=True)
+    for path in stale():
+        path.unlink()
     for name, build in GENERATED.items():
         (K8S / name).write_text(build())
         print(f"wrote k8s/{name}")

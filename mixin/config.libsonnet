@@ -15,5 +15,8 @@
     // Labels added to every alert (e.g. {team: 'finops'} for routing), and alerts left out by name.
     alertLabels: {},
     disabledAlerts: [],
+    // Show the dashboards' cluster variable (kubernetes-mixin's setting). The queries select `cluster=~"$cluster"`
+    // either way; with one cluster and no cluster label, hiding it leaves All selected.
+    showMultiCluster: true,
   },
 }

@@ -9,8 +9,8 @@
     import 'rules/mlcost-training.rules.json',
   ],
   dashboards: {
-    'ml-cost-exporter-health.json': std.parseJson(importstr '../grafana/dashboards/ml-cost-exporter-health.json'),
-    'ml-cost-model.json': std.parseJson(importstr '../grafana/dashboards/ml-cost-model.json'),
-    'ml-cost-overview.json': std.parseJson(importstr '../grafana/dashboards/ml-cost-overview.json'),
+    'ml-cost-exporter-health.json': std.parseJson(importstr 'dashboards/ml-cost-exporter-health.json'),
+    'ml-cost-model.json': std.parseJson(importstr 'dashboards/ml-cost-model.json'),
+    'ml-cost-overview.json': std.parseJson(importstr 'dashboards/ml-cost-overview.json'),
   },
 }

@@ -1,10 +1,12 @@
-"""Writes the mixin's view of the repository's rule files and dashboards, so the mixin has one source:
+"""Writes the mixin's copies of the repository's rule files and dashboards, so the mixin has one source and
+everything it imports lives under mixin/ (jsonnet-bundler vendors this directory alone):
 
 - rules/<file>.json from prometheus/rules/<file>.yml (YAML anchors resolved: the C++ jsonnet's
   std.parseYaml leaves aliases such as `*threshold_annotations` unresolved, so the YAML is not parsed there)
-- files.libsonnet, listing every rule file and every dashboard in grafana/dashboards/ (imported as they are)
+- dashboards/<file>.json, byte for byte grafana/dashboards/<file>.json
+- files.libsonnet, listing every rule file and every dashboard
 
-Run `python mixin/generate.py` after changing a rule file or adding a dashboard; a test fails when they drift.
+Run `python mixin/generate.py` after changing a rule file or a dashboard; a test fails when they drift.
 """
 
 from __future__ import annotations
@@ -33,23 +35,33 @@ def rules_json(path: Path) -> str:
 
 def files_libsonnet() -> str:
     rules = "".join(f"    import 'rules/{p.stem}.json',\n" for p in rule_files())
-    boards = "".join(f"    '{p.name}': std.parseJson(importstr '../grafana/dashboards/{p.name}'),\n"
-                     for p in dashboards())
+    boards = "".join(f"    '{p.name}': std.parseJson(importstr 'dashboards/{p.name}'),\n" for p in dashboards())
     return f"{HEADER}{{\n  ruleFiles: [\n{rules}  ],\n  dashboards: {{\n{boards}  }},\n}}\n"
+
+
+GENERATED_DIRS = ("rules", "dashboards")
 
 
 def generated() -> dict[str, str]:
     """Every generated file of the mixin, by path relative to mixin/, with its content."""
     files = {f"rules/{p.stem}.json": rules_json(p) for p in rule_files()}
+    files.update({f"dashboards/{p.name}": p.read_text() for p in dashboards()})
     files["files.libsonnet"] = files_libsonnet()
     return files
 
 
+def stale() -> list[Path]:
+    """Files in the generated directories that the sources no longer produce."""
+    wanted = generated()
+    return [path for directory in GENERATED_DIRS for path in sorted((MIXIN / directory).glob("*.json"))
+            if f"{directory}/{path.name}" not in wanted]
+
+
 if __name__ == "__main__":
-    (MIXIN / "rules").mkdir(exist_ok=True)
-    for stale in (MIXIN / "rules").glob("*.json"):
-        if f"rules/{stale.name}" not in generated():
-            stale.unlink()
+    for directory in GENERATED_DIRS:
+        (MIXIN / directory).mkdir(exist_ok=True)
+    for path in stale():
+        path.unlink()
     for name, text in generated().items():
         (MIXIN / name).write_text(text)
         print(f"wrote mixin/{name}")

@@ -1,6 +1,7 @@
 // ml-cost-exporter as a monitoring mixin (the kube-prometheus convention): prometheusAlerts,
-// prometheusRules and grafanaDashboards, built from the repository's own rule files and dashboards
-// (files.libsonnet), so there is one source. A rule group holding any alert is an alert group, kept
+// prometheusRules and grafanaDashboards, built from generated copies of the repository's own rule files and
+// dashboards (files.libsonnet, rules/, dashboards/: everything it imports is in this directory, so
+// jsonnet-bundler can vendor it alone). A rule group holding any alert is an alert group, kept
 // whole so that its alerts are evaluated after the recording rules they read, as in the files.
 local files = import 'files.libsonnet';
 local promql = import 'lib/promql.libsonnet';
@@ -35,7 +36,12 @@ local replacePrefix(s, old, new) = if std.startsWith(s, old) then new + s[std.le
     rules: [renderRule(r) for r in group.rules if !(std.objectHas(r, 'alert') && std.member(config.disabledAlerts, r.alert))],
   },
 
+  // Without showMultiCluster the cluster variable is hidden (it still selects All), as kubernetes-mixin does.
+  local dashboard(d) =
+    if config.showMultiCluster then d
+    else d { templating+: { list: [if v.name == 'cluster' then v { hide: 2 } else v for v in super.list] } },
+
   prometheusAlerts+:: { groups+: [render(g) for g in groups if hasAlert(g)] },
   prometheusRules+:: { groups+: [render(g) for g in groups if !hasAlert(g)] },
-  grafanaDashboards+:: files.dashboards,
+  grafanaDashboards+:: { [name]: dashboard(files.dashboards[name]) for name in std.objectFields(files.dashboards) },
 }

@@ -10,8 +10,10 @@ latency wins when a pod cannot sustain r*.
 import math
 
 import pytest
+import yaml
 
 from tests.autoscaling.hpa import Hpa
+from tests.conftest import REPO
 
 POD_HOURLY_USD = 4.0
 TARGET_PER_1K = 0.10
@@ -139,3 +141,103 @@ def test_zero_traffic_scales_to_the_minimum_without_nan_or_inf():
     history = run(lambda t: 0.0, hpa, [cost_signal], until=900)
     value, _ = cost_signal(0.0)(10)
     assert value == 0.0 and history[-1][2] == 2
+
+
+# --- The shipped HPA, scaling down, and a metric with no data ------------------------------------------------
+# k8s/overlays/vllm/vllm-hpa.yaml as written: its bounds, its metrics and their targets. Each metric's reading
+# is modelled from the traffic: the demand ratio (each pod's request rate over r*) and vLLM's queue, the mean
+# number of requests waiting per pod in an M/M/1 queue at a service rate of 16 requests/s per pod.
+SHIPPED_HPA = yaml.safe_load((REPO / "k8s" / "overlays" / "vllm" / "vllm-hpa.yaml").read_text())["spec"]
+SERVICE_RPS = 16.0
+
+
+def waiting_per_pod(rps: float, replicas: int) -> float:
+    rho = rps / replicas / SERVICE_RPS
+    return rho * rho / (1 - rho) if rho < 1 else 50.0
+
+
+READINGS = {"mlcost_demand_ratio": lambda rps, n: rps / n / R_STAR,
+            "vllm_num_requests_waiting": waiting_per_pod}
+
+
+def shipped_metrics(rps: float, missing: frozenset = frozenset()):
+    """The shipped HPA's metrics at a traffic level; those named in `missing` have no data."""
+    metrics = []
+    for spec in SHIPPED_HPA["metrics"]:
+        name, target = spec["pods"]["metric"]["name"], float(spec["pods"]["target"]["averageValue"])
+        read = READINGS[name]  # a metric added to the HPA needs its model here
+        metrics.append((lambda n, read=read, target=target: (read(rps, n), target)) if name not in missing
+                       else (lambda n: None))
+    return metrics
+
+
+def shipped_hpa(replicas: int) -> Hpa:
+    return Hpa(min_replicas=SHIPPED_HPA["minReplicas"], max_replicas=SHIPPED_HPA["maxReplicas"], replicas=replicas)
+
+
+def run_shipped(hpa: Hpa, trace, until: float, missing=lambda t: frozenset()) -> list[tuple[float, float, int]]:
+    history, t = [], 0.0
+    while t < until:
+        hpa.sync(t, shipped_metrics(trace(t), missing(t)))
+        history.append((t, trace(t), hpa.replicas))
+        t += SYNC
+    return history
+
+
+STEP = 1800.0
+QUEUE = "vllm_num_requests_waiting"
+
+
+def step_down(t: float) -> float:
+    return 150.0 if t < STEP else 5.0
+
+
+def first_at_minimum(history, after: float) -> float:
+    return next(t for t, _, n in history if t >= after and n == SHIPPED_HPA["minReplicas"])
+
+
+def test_the_shipped_hpa_scales_down_to_its_minimum_after_the_stabilization_window():
+    assert {m["pods"]["metric"]["name"] for m in SHIPPED_HPA["metrics"]} == set(READINGS)
+    hpa = shipped_hpa(replicas=math.ceil(150 / R_STAR))
+    history = run_shipped(hpa, step_down, until=STEP + 1200)
+    before = {n for t, _, n in history if STEP - 600 <= t < STEP}
+    assert before == {14}  # steady at 150 requests/s: the demand metric holds it, the queue is short
+    reached = first_at_minimum(history, STEP)
+    # Goal: within 3 sync periods after the stabilization window. Measured: 285 s after the step, the first
+    # sync whose 300 s window no longer holds the last high recommendation (the sync before the step).
+    assert reached - STEP <= hpa.scale_down_stabilization_seconds + 3 * SYNC
+    assert reached - STEP == hpa.scale_down_stabilization_seconds - SYNC
+    assert all(n == 1 for t, _, n in history if t >= reached) and hpa.blocked_syncs == 0
+
+
+def test_a_metric_with_no_data_blocks_scale_down_for_good_but_not_scale_up():
+    """The example before vLLM was scraped: vllm_num_requests_waiting had no series, so the HPA never scaled
+    down; scaling up on the demand metric still works."""
+    hpa = shipped_hpa(replicas=14)
+    history = run_shipped(hpa, step_down, until=STEP + 3600, missing=lambda t: frozenset({QUEUE}))
+    assert {n for t, _, n in history if t >= STEP} == {14}  # an hour after traffic fell to 5 requests/s
+    assert hpa.blocked_syncs == len([t for t, _, _ in history if t >= STEP])
+
+    def rising(t: float) -> float:
+        return 50.0 if t < 600 else 400.0
+
+    up = shipped_hpa(replicas=5)
+    history = run_shipped(up, rising, until=1200, missing=lambda t: frozenset({QUEUE}))
+    assert history[-1][2] == SHIPPED_HPA["maxReplicas"]  # ceil(400 / 11.1) = 37, held to maxReplicas
+    assert next(t for t, _, n in history if n > 5) == 600  # the first sync after the rise
+
+    # Every metric missing: nothing moves either way.
+    frozen = shipped_hpa(replicas=5)
+    history = run_shipped(frozen, rising, until=1200, missing=lambda t: frozenset(READINGS))
+    assert {n for _, _, n in history} == {5}
+
+
+def test_scale_down_resumes_once_the_missing_metric_has_data_again():
+    back = STEP + 1800
+    hpa = shipped_hpa(replicas=14)
+    history = run_shipped(hpa, step_down, until=back + 900,
+                          missing=lambda t: frozenset({QUEUE}) if t < back else frozenset())
+    assert {n for t, _, n in history if STEP <= t < back} == {14}
+    # Blocked syncs record no recommendation, so the window holds nothing from before the metric's return:
+    # the first sync with data scales down (the goal: within 3 sync periods).
+    assert first_at_minimum(history, back) == back

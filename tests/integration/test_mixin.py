@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 
@@ -13,10 +14,10 @@ from tests.conftest import REPO
 MIXIN = REPO / "mixin"
 
 
-def render(overrides: str = "{}") -> dict:
-    snippet = (f"local m = (import 'mixin/mixin.libsonnet') + {{_config+:: {overrides}}};"
+def render(overrides: str = "{}", jpath: str = str(REPO), name: str = "mixin") -> dict:
+    snippet = (f"local m = (import '{name}/mixin.libsonnet') + {{_config+:: {overrides}}};"
                "{alerts: m.prometheusAlerts, rules: m.prometheusRules, dashboards: m.grafanaDashboards}")
-    return json.loads(_jsonnet.evaluate_snippet("render.jsonnet", snippet, jpathdir=[str(REPO)]))
+    return json.loads(_jsonnet.evaluate_snippet("render.jsonnet", snippet, jpathdir=[jpath]))
 
 
 def file_groups() -> list[dict]:
@@ -24,13 +25,56 @@ def file_groups() -> list[dict]:
     return [g for p in paths for g in yaml.safe_load(p.read_text())["groups"]]
 
 
-def test_the_generated_mixin_files_match_the_rule_files_and_list_every_dashboard():
+def load_generator():
     # Loaded under its own name: k8s/generate.py is imported as `generate` by the manifest tests.
     spec = importlib.util.spec_from_file_location("mixin_generate", MIXIN / "generate.py")
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
-    for name, text in generate.generated().items():
+    return generate
+
+
+def test_the_generated_mixin_files_match_the_rule_files_and_dashboards():
+    generate = load_generator()
+    wanted = generate.generated()
+    for name, text in wanted.items():
         assert (MIXIN / name).read_text() == text, f"mixin/{name} drifted: run python mixin/generate.py"
+    assert generate.stale() == [], "stale generated files: run python mixin/generate.py"
+    copies = {name for name in wanted if name.startswith("dashboards/")}
+    assert copies == {f"dashboards/{p.name}" for p in (REPO / "grafana" / "dashboards").glob("*.json")}
+    for name in copies:
+        assert wanted[name] == (REPO / "grafana" / name).read_text()  # byte for byte
+
+
+def test_everything_the_mixin_imports_lives_under_mixin():
+    imports = []
+    for path in MIXIN.rglob("*.libsonnet"):
+        imports += [(path, target) for target in re.findall(r"import(?:str)?\s+'([^']+)'", path.read_text())]
+    assert len(imports) >= 12
+    for path, target in imports:
+        resolved = (path.parent / target).resolve()
+        assert resolved.is_relative_to(MIXIN) and resolved.is_file(), f"{path.relative_to(REPO)} imports {target}"
+
+
+def test_a_vendored_copy_of_mixin_alone_renders_what_the_repository_does(tmp_path):
+    """As jsonnet-bundler installs it (`jb install github.com/ml-cost-exporter/ml-cost-exporter/mixin@main`):
+    the directory alone under vendor/<its import path>, with the legacy name beside it; nothing else of the
+    repository is there."""
+    vendor = tmp_path / "vendor"
+    installed = vendor / "github.com" / "ml-cost-exporter" / "ml-cost-exporter" / "mixin"
+    shutil.copytree(MIXIN, installed, ignore=shutil.ignore_patterns("generate.py", "__pycache__"))
+    (vendor / "ml-cost-exporter-mixin").symlink_to(installed, target_is_directory=True)
+    expected = render()
+    assert render(jpath=str(vendor), name="github.com/ml-cost-exporter/ml-cost-exporter/mixin") == expected
+    assert render(jpath=str(vendor), name="ml-cost-exporter-mixin") == expected
+    assert json.loads((MIXIN / "jsonnetfile.json").read_text())["dependencies"] == []
+
+
+def test_hiding_the_cluster_variable_as_kubernetes_mixin_does():
+    out = render("{showMultiCluster: false}")
+    for name, board in out["dashboards"].items():
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["cluster"]["hide"] == 2 and variables["cluster"]["allValue"] == ".*", name
+        assert variables["datasource"]["hide"] == 0
 
 
 def test_by_default_the_mixin_renders_exactly_the_files():
