@@ -21,6 +21,7 @@ from ml_cost_exporter.sources.gateway import GatewayReading, GatewaySource
 from ml_cost_exporter.sources.gpu_registry import GpuSource, make_gpu_source
 from ml_cost_exporter.sources.gpus import GpuMismatch
 from ml_cost_exporter.sources.nvml import GpuSample
+from ml_cost_exporter.sources.plausible import Plausibility, plausibility_of
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
 
@@ -49,6 +50,7 @@ class SourceHealth:
     up: bool
     dropped_series_total: float | None = None  # None: the source parses no text
     invalid_samples_total: float | None = None
+    rejected_total: Mapping[str, float] = field(default_factory=dict)  # refused samples by reason
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class _Pool:
     workers: dict[str, DeadlineWorker] = field(default_factory=dict)
     dropped: dict[str, float] = field(default_factory=dict)
     invalid: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def replace(self, sources: dict[str, object]) -> None:
         """Adopt new sources; a source kept from before keeps its worker, a replaced one gets a new one."""
@@ -107,10 +110,14 @@ class _Pool:
                 readings.append(reading)
                 self.dropped[name] = self.dropped.get(name, 0.0) + reading.dropped_series
                 self.invalid[name] = self.invalid.get(name, 0.0) + reading.invalid_samples
+                totals = self.rejected.setdefault(name, {})
+                for reason, count in reading.rejected.items():
+                    totals[reason] = totals.get(reason, 0.0) + count
         return success, readings
 
     def health(self) -> dict[str, SourceHealth]:
-        return {s.name: SourceHealth(s.last_reading.ok, self.dropped.get(s.name, 0.0), self.invalid.get(s.name, 0.0))
+        return {s.name: SourceHealth(s.last_reading.ok, self.dropped.get(s.name, 0.0), self.invalid.get(s.name, 0.0),
+                                     dict(self.rejected.get(s.name, {})))
                 for s in self.sources.values()}
 
     def close(self) -> None:
@@ -179,7 +186,7 @@ class Sampler:
         for url, models in by_url.items():
             source = ServerSource(url, models, collection.server_timeout_seconds, collection.max_body_bytes,
                                   collection.max_series_per_source, collection.interval_seconds,
-                                  monotonic=self._monotonic, fetch=self._fetch)
+                                  monotonic=self._monotonic, fetch=self._fetch, plausibility=_limits(config))
             old = self._servers.sources.get(url)
             if old is not None and old.same_bindings(source):
                 source.adopt_state(old)  # same counters read the same way: their history carries over
@@ -192,7 +199,7 @@ class Sampler:
         for gateway in config.tenants.gateways if config.tenants else ():
             source = GatewaySource(gateway, collection.server_timeout_seconds, collection.max_body_bytes,
                                    collection.max_series_per_source, collection.interval_seconds,
-                                   monotonic=self._monotonic, fetch=self._fetch)
+                                   monotonic=self._monotonic, fetch=self._fetch, plausibility=_limits(config))
             old = self._gateways.sources.get(gateway.url)
             if old is not None:
                 source.adopt_state(old)  # keeps the history only where the gateway is unchanged
@@ -276,6 +283,11 @@ class Sampler:
             self.gpu_source.close()
         self._servers.close()
         self._gateways.close()
+
+
+def _limits(config: Config) -> Plausibility:
+    collection = config.collection
+    return plausibility_of(collection.max_counter_value, collection.max_increase_per_second)
 
 
 def measure(readings: Readings, previous_gpu: GpuSample | None, start: float, end: float,

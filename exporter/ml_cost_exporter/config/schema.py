@@ -24,8 +24,8 @@ from ml_cost_exporter.config.catalog import (
 )
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, check_number, load_located, read_text, suggest
-from ml_cost_exporter.config.presets import Preset, embedded_presets, parse_preset
-from ml_cost_exporter.config.tokens import Tenants, TokenWeights, parse_tenants, parse_weights
+from ml_cost_exporter.config.presets import QUANTITIES, Preset, embedded_presets, parse_preset
+from ml_cost_exporter.config.tokens import TOKEN_KINDS, Tenants, TokenWeights, parse_tenants, parse_weights
 from ml_cost_exporter.config.units import MIG_PROFILE
 
 PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
@@ -137,6 +137,9 @@ class Collection:
     server_timeout_seconds: float
     max_series_per_source: int
     max_body_bytes: int
+    max_counter_value: float = 1e15  # a counter sample above it is refused
+    # Overrides of the largest plausible increase per second, by quantity (sources/plausible.py has the rest).
+    max_increase_per_second: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -434,11 +437,27 @@ def _collection(section: Section | None) -> Collection:
         server_timeout_seconds=section.number("server_timeout_seconds", 3.0, minimum=0.05, maximum=60),
         max_series_per_source=int(section.number("max_series_per_source", 10000, minimum=1)),
         max_body_bytes=int(section.number("max_body_bytes", 16 * 1024 * 1024, minimum=1024)),
+        max_counter_value=section.number("max_counter_value", 1e15, minimum=1),
+        max_increase_per_second=_increase_limits(section.section("max_increase_per_second")),
     )
     if collection.cost_window_seconds < collection.interval_seconds:
         raise section.located.error("cost_window_seconds must be at least interval_seconds")
     section.finish()
     return collection
+
+
+def _increase_limits(section: Section | None) -> Mapping[str, float]:
+    """Per-quantity overrides of the plausible increase per second; a quantity no source counts is an error."""
+    if section is None:
+        return MappingProxyType({})
+    known = (*QUANTITIES, *TOKEN_KINDS)
+    limits = {}
+    for name in section.located.value:
+        if name not in known:
+            raise section.raw(name).error(f'unknown quantity "{name}"{suggest(name, known)}')
+        limits[name] = section.number(name, minimum=0, exclusive_minimum=True)
+    section.finish()
+    return MappingProxyType(limits)
 
 
 def _energy(section: Section | None, pricing: Pricing) -> Energy:

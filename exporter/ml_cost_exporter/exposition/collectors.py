@@ -208,14 +208,21 @@ def health_families(state: State, scrape: dict[str, StepStatus]) -> Iterator[Met
     invalid = CounterMetricFamily("mlcost_exporter_invalid_samples",
                                   "Samples of a source ignored as malformed, NaN, infinite or negative.",
                                   labels=["source"])
+    rejected = CounterMetricFamily("mlcost_exporter_samples_rejected",
+                                   "Samples and increases of a source refused before they reached the books, by "
+                                   "reason (malformed, non_finite, negative, too_large, implausible_increase).",
+                                   labels=["source", "reason"])
     for name, source in health.sources.items():
         up.add_metric([name], 1.0 if source.up else 0.0)
         if source.dropped_series_total is not None:
             dropped.add_metric([name], source.dropped_series_total)
             invalid.add_metric([name], source.invalid_samples_total)
+        for reason, count in sorted(source.rejected_total.items()):
+            rejected.add_metric([name, reason], count)
     yield up
     yield dropped
     yield invalid
+    yield rejected
     if health.gpu_source is not None:
         mismatch = GaugeMetricFamily(
             "mlcost_exporter_gpu_mismatch",

@@ -9,7 +9,6 @@ bound), counter resets handled as `rate()` does, and backoff while it is down.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,13 @@ from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
+from ml_cost_exporter.sources.plausible import (
+    DEFAULT_PLAUSIBILITY,
+    Plausibility,
+    RejectionLog,
+    counter_value,
+    refuse_implausible,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,7 @@ class GatewayReading:
     series: int = 0
     dropped_series: int = 0
     invalid_samples: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # refused samples and increases, by reason
 
 
 class GatewaySource:
@@ -39,7 +46,8 @@ class GatewaySource:
 
     def __init__(self, gateway: Gateway, timeout: float, max_bytes: int, max_series: int, interval: float,
                  monotonic: Callable[[], float] = time.monotonic,
-                 fetch: Callable[[str], str] | None = None) -> None:
+                 fetch: Callable[[str], str] | None = None,
+                 plausibility: Plausibility = DEFAULT_PLAUSIBILITY) -> None:
         self.gateway = gateway
         self.url = gateway.url
         self.name = f"gateway:{gateway.url}"
@@ -55,6 +63,9 @@ class GatewaySource:
         self._pattern = sample_pattern(self._kinds)
         self._last: dict[tuple[str, str], float] = {}
         self._baseline_taken = False
+        self._limits = plausibility
+        self._last_read_at: float | None = None
+        self._rejections = RejectionLog(self.name, monotonic)
         self._backoff = Backoff(interval, f"gateway {gateway.url}")
         self.last_reading = GatewayReading(ok=False, error="not fetched yet")
 
@@ -68,6 +79,7 @@ class GatewaySource:
         if previous.gateway == self.gateway:
             self._last = previous._last
             self._baseline_taken = previous._baseline_taken
+            self._last_read_at = previous._last_read_at
             self.last_reading = previous.last_reading
 
     def sample(self) -> GatewayReading:
@@ -81,7 +93,7 @@ class GatewaySource:
             self.last_reading = GatewayReading(ok=False, error=str(exc))
             return self.last_reading
         self._backoff.succeeded()
-        self.last_reading = self._ingest(text)
+        self.last_reading = self._ingest(text, now)
         return self.last_reading
 
     def _classify(self, name: str, labels: dict[str, str]) -> list[tuple[ModelKey, str, str, float]]:
@@ -93,10 +105,11 @@ class GatewaySource:
         return [(model, tenant, kind, scale) for kind, scale, match in self._kinds[name]
                 if all(pattern.fullmatch(labels.get(label, "")) for label, pattern in match)]
 
-    def _ingest(self, text: str) -> GatewayReading:
+    def _ingest(self, text: str, now: float) -> GatewayReading:
         reading = GatewayReading(ok=True)
         current: dict[tuple[str, str], float] = {}
         first = not self._baseline_taken
+        elapsed = None if first or self._last_read_at is None else now - self._last_read_at
         for name, label_block, raw_value in iter_samples(text, self._pattern):
             key = (name, label_block)
             if key in current:
@@ -104,21 +117,24 @@ class GatewaySource:
             if len(current) >= self._max_series:  # full: the rest is counted, not parsed (bounded time)
                 reading.dropped_series += 1
                 continue
-            try:
-                value = float(raw_value)
-            except ValueError:
-                value = math.nan
-            labels = parse_labels(label_block)
-            if math.isnan(value) or math.isinf(value) or value < 0 or labels is None:
-                reading.invalid_samples += 1
+            value, reason = counter_value(raw_value, self._limits)
+            labels = parse_labels(label_block) if value is not None else None
+            if labels is None:
+                reading.rejected[reason or "malformed"] = reading.rejected.get(reason or "malformed", 0) + 1
+                reading.invalid_samples += reason != "too_large"
                 continue
             counted = self._classify(name, labels)
             if not counted:
                 continue
-            current[key] = value
             previous = self._last.get(key)
             delta = (0.0 if first else value) if previous is None else (
                 value - previous if value >= previous else value)
+            if delta and elapsed is not None and any(
+                    delta * scale > self._limits.bound(kind, elapsed) for _m, _t, kind, scale in counted):
+                reading.rejected["implausible_increase"] = reading.rejected.get("implausible_increase", 0) + 1
+                current[key] = previous if previous is not None else value  # the leap is ignored
+                continue
+            current[key] = value
             if delta:
                 for model, tenant, kind, scale in counted:
                     slot = (model, tenant, kind)
@@ -126,10 +142,25 @@ class GatewaySource:
         self._last = current
         self._baseline_taken = True
         reading.series = len(current)
+        self._last_read_at = now
+        self._refuse_implausible(reading, elapsed)
+        if reading.rejected:
+            self._rejections.add(reading.rejected)
         if reading.dropped_series:
             log.warning("%s: %d series over the cap of %d were dropped", self.url, reading.dropped_series,
                         self._max_series)
         return reading
+
+    def _refuse_implausible(self, reading: GatewayReading, elapsed: float | None) -> None:
+        """A model's tokens of one kind, summed over tenants, past what the interval allows: all refused."""
+        sums: dict[tuple[ModelKey, str], float] = {}
+        for (model, _tenant, kind), value in reading.tokens.items():
+            sums[(model, kind)] = sums.get((model, kind), 0.0) + value
+        kept = dict(sums)
+        refused = refuse_implausible(kept, elapsed, self._limits, quantity_of=lambda slot: slot[1])
+        if refused:
+            reading.rejected["implausible_increase"] = reading.rejected.get("implausible_increase", 0) + refused
+            reading.tokens = {slot: v for slot, v in reading.tokens.items() if (slot[0], slot[2]) in kept}
 
     def close(self) -> None:
         self._fetcher.close()

@@ -9,7 +9,6 @@ Counter resets are handled as Prometheus `rate()` does.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,13 @@ from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
+from ml_cost_exporter.sources.plausible import (
+    DEFAULT_PLAUSIBILITY,
+    Plausibility,
+    RejectionLog,
+    counter_value,
+    refuse_implausible,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,7 @@ class ServerReading:
     series: int = 0
     dropped_series: int = 0
     invalid_samples: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # refused samples and increases, by reason
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class ServerSource:
 
     def __init__(self, url: str, models: Sequence[Model], timeout: float, max_bytes: int, max_series: int,
                  interval: float, monotonic: Callable[[], float] = time.monotonic,
-                 fetch: Callable[[str], str] | None = None) -> None:
+                 fetch: Callable[[str], str] | None = None, plausibility: Plausibility = DEFAULT_PLAUSIBILITY) -> None:
         self.url = url
         self.name = f"server:{url}"
         self._timeout = timeout
@@ -105,6 +112,9 @@ class ServerSource:
         # by the next increases, so a difference of two counters never goes negative nor loses counts.
         self._owed: dict[tuple[ModelKey, str], float] = {}
         self._baseline_taken = False
+        self._limits = plausibility
+        self._last_read_at: float | None = None
+        self._rejections = RejectionLog(self.name, monotonic)
         self._backoff = Backoff(interval, url)
         self.last_reading = ServerReading(ok=False, error="not fetched yet")
 
@@ -116,6 +126,7 @@ class ServerSource:
         self._last = previous._last
         self._owed = previous._owed
         self._baseline_taken = previous._baseline_taken
+        self._last_read_at = previous._last_read_at
         self.last_reading = previous.last_reading
 
     def sample(self) -> ServerReading:
@@ -129,23 +140,24 @@ class ServerSource:
             self.last_reading = ServerReading(ok=False, error=str(exc))
             return self.last_reading
         self._backoff.succeeded()
-        reading = self._ingest(text)
+        reading = self._ingest(text, now)
         self.last_reading = reading
         return reading
 
-    def _ingest(self, text: str) -> ServerReading:
+    def _ingest(self, text: str, now: float) -> ServerReading:
         reading = ServerReading(ok=True)
         current: dict[tuple[str, str], float] = {}
         first = not self._baseline_taken
+        elapsed = None if first or self._last_read_at is None else now - self._last_read_at
         sums: dict[tuple[ModelKey, str], float] = {}
         for name, label_block, raw_value in iter_samples(text, self._pattern):
             key = (name, label_block)
             if key in current:
                 continue  # a duplicated series: keep the first, as Prometheus does
-            value = _sample_value(raw_value)
+            value, reason = counter_value(raw_value, self._limits)
             labels = parse_labels(label_block) if value is not None else None
             if labels is None:
-                reading.invalid_samples += 1
+                _refuse(reading, reason or "malformed")
                 continue
             bindings = [b for b in self._bindings[name] if b.accepts(labels)]
             if not bindings:
@@ -153,9 +165,15 @@ class ServerSource:
             if len(current) >= self._max_series:
                 reading.dropped_series += 1
                 continue
-            current[key] = value
             previous = self._last.get(key)
             delta = _increase(previous, value, first)
+            if delta and self._implausible(delta, bindings, elapsed):
+                # A leap no server makes: the sample is ignored, the series keeps its last believable value
+                # (a new series starts from this one), so the next honest sample counts only what it adds.
+                _refuse(reading, "implausible_increase")
+                current[key] = previous if previous is not None else value
+                continue
+            current[key] = value
             restarted = previous is not None and value < previous
             for binding in bindings:
                 values = reading.values.setdefault(binding.model, {})
@@ -167,12 +185,24 @@ class ServerSource:
                 sums[slot] = sums.get(slot, 0.0) + delta * binding.factor
         self._last = self._remembered(current)
         self._baseline_taken = True
+        self._last_read_at = now
         reading.series = len(current)
+        # Many series each believable can still add up to more than the model could serve (label churn).
+        _refuse(reading, "implausible_increase",
+                refuse_implausible(sums, elapsed, self._limits, quantity_of=lambda slot: slot[1]))
         self._settle(sums, reading.deltas)
         if reading.dropped_series:
             log.warning("%s: %d series over the cap of %d were dropped", self.url, reading.dropped_series,
                         self._max_series)
+        if reading.rejected:
+            self._rejections.add(reading.rejected)
         return reading
+
+    def _implausible(self, delta: float, bindings: list[_Binding], elapsed: float | None) -> bool:
+        if elapsed is None:
+            return False
+        return any(delta * abs(b.factor) > self._limits.bound(b.quantity, elapsed)
+                   for b in bindings if b.quantity not in GAUGE_QUANTITIES)
 
     def _remembered(self, current: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
         """This fetch's values, plus the last value of series missing from it (up to the series cap).
@@ -201,15 +231,13 @@ class ServerSource:
         self._fetcher.close()
 
 
-def _sample_value(raw: str) -> float | None:
-    """A counter sample's value; None for anything a counter cannot hold (NaN, infinite, negative, text)."""
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        return None
-    return value
+def _refuse(reading: ServerReading, reason: str, count: int = 1) -> None:
+    """Count a refused sample; the kinds a counter cannot hold also count as invalid samples."""
+    if count <= 0:
+        return
+    reading.rejected[reason] = reading.rejected.get(reason, 0) + count
+    if reason != "implausible_increase" and reason != "too_large":
+        reading.invalid_samples += count
 
 
 def _increase(previous: float | None, value: float, first: bool) -> float:
