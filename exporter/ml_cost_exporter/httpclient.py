@@ -42,6 +42,14 @@ class HttpUrlError(HttpError):
     """The URL itself cannot be fetched (not http:// or https://, no host, a bad port or character)."""
 
 
+class HttpDeadlineError(HttpError):
+    """The exchange did not finish within its deadline."""
+
+
+class HttpSizeError(HttpError):
+    """The body is larger than the cap (after decompression)."""
+
+
 class HttpStatusError(HttpError):
     """The peer answered a status other than 200; the start of its body is kept for callers that explain it."""
 
@@ -248,8 +256,8 @@ class _Deadline:
         self._end = monotonic() + seconds
         self.seconds = seconds
 
-    def exceeded(self) -> HttpError:
-        return HttpError(f"deadline of {self.seconds:g}s exceeded")
+    def exceeded(self) -> HttpDeadlineError:
+        return HttpDeadlineError(f"deadline of {self.seconds:g}s exceeded")
 
     def left(self) -> float:
         remaining = self._end - self._monotonic()
@@ -302,7 +310,7 @@ class _Body:
     def _add(self, data: bytes) -> None:
         self._size += len(data)
         if self._size > self._max:
-            raise HttpError(f"body larger than {self._max} bytes")
+            raise HttpSizeError(f"body larger than {self._max} bytes")
         self._chunks.append(data)
 
     def bytes(self) -> bytes:
@@ -487,7 +495,7 @@ class Client:
             raise HttpError(f"unsupported Content-Encoding {encoding[:40]!r}")
         length = response.getheader("Content-Length")
         if encoding == "identity" and length and length.isdigit() and int(length) > self.max_bytes:
-            raise HttpError(f"body larger than {self.max_bytes} bytes (Content-Length {length})")
+            raise HttpSizeError(f"body larger than {self.max_bytes} bytes (Content-Length {length})")
         body = _Body(self.max_bytes, encoding)
         while True:
             sock.settimeout(deadline.left())
@@ -498,9 +506,12 @@ class Client:
 
     def _error_body(self, response: http.client.HTTPResponse, sock: socket.socket, deadline: _Deadline) -> bytes:
         """Up to ERROR_BODY_BYTES of a refusal's body; a peer that will not send it loses nothing but detail."""
-        with contextlib.suppress(OSError, http.client.HTTPException, HttpError):
+        with contextlib.suppress(OSError, http.client.HTTPException, HttpError, zlib.error):
             sock.settimeout(deadline.left())
-            return response.read(ERROR_BODY_BYTES)
+            data = response.read(ERROR_BODY_BYTES)
+            if (response.getheader("Content-Encoding") or "").strip().lower() == "gzip":
+                data = zlib.decompressobj(wbits=31).decompress(data, ERROR_BODY_BYTES)
+            return data
         return b""
 
     def _drain(self, connection: _Connection, response: http.client.HTTPResponse, sock: socket.socket,
