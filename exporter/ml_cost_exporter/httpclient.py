@@ -341,10 +341,10 @@ class _Redirect:
 
 
 def _status_message(status: int, reason: str, settings: HttpSettings) -> str:
+    if status in REDIRECT_STATUSES:
+        return f"HTTP {status} redirect (not followed)"
     reason = "".join(c for c in reason[:60] if c.isprintable())
     message = f"HTTP {status} {reason}".strip()
-    if status in REDIRECT_STATUSES:
-        return f"{message} redirect (not followed)"
     if status in (401, 403):
         hint = "the credentials were refused" if settings.has_credentials else "no credentials configured"
         return f"{message} ({hint})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -105,6 +106,21 @@ def test_tls_with_a_ca_file_and_server_name(certificate):
         server.close()
 
 
+def test_a_client_certificate_is_presented_when_the_server_requires_one(certificate):
+    cert, key = certificate
+    context = server_context(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cert)  # the self-signed certificate is its own CA
+    server = LoopbackHttp({"/m": ok(BODY)}, tls=context)
+    try:
+        mutual = client(tls=TLSConfig(ca_file=str(cert), cert_file=str(cert), key_file=str(key)))
+        assert mutual.get(f"{server.base}/m").text() == BODY
+        with pytest.raises(HttpError):
+            client(tls=TLSConfig(ca_file=str(cert))).get(f"{server.base}/m")
+    finally:
+        server.close()
+
+
 def _loop(http: LoopbackHttp) -> None:
     http.routes.update({"/a": redirect("/b"), "/b": redirect("/a")})
 
@@ -183,7 +199,7 @@ FAULTS = [
                         "(redirects are followed only within http://127.0.0.1:{port})"),
     (_other_scheme, _none, "HTTP 301 redirect to another host refused: https://127.0.0.1:{port} "
                            "(redirects are followed only within http://127.0.0.1:{port})"),
-    (_not_followed, _no_redirects, "HTTP 307 Temporary Redirect redirect (not followed)"),
+    (_not_followed, _no_redirects, "HTTP 307 redirect (not followed)"),
     (_unauthorized, _none, "HTTP 401 Unauthorized (no credentials configured)"),
     (_unauthorized, _token, "HTTP 401 Unauthorized (the credentials were refused)"),
     (_forbidden, _token, "HTTP 403 Forbidden (the credentials were refused)"),
