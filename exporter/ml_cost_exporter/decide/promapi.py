@@ -25,6 +25,7 @@ from ml_cost_exporter.httpclient import (
     HttpDeadlineError,
     HttpError,
     HttpSettings,
+    HttpSizeError,
     HttpStatusError,
     HttpUrlError,
     TLSConfig,
@@ -61,8 +62,9 @@ def _ssl_context(connection: Connection) -> ssl.SSLContext:
     """The connection's TLS context; a CA file that cannot be loaded is bad usage (exit status 2)."""
     try:
         return tls_context(_settings(connection).tls)
-    except HttpError:
-        raise UsageError(f"cannot load the CA file {connection.ca_file}") from None
+    except HttpError as exc:
+        reason = str(exc).rpartition("cannot load: ")[2]
+        raise UsageError(f"cannot load the CA file {connection.ca_file}: {reason}") from None
 
 
 def _settings(connection: Connection) -> HttpSettings:
@@ -106,6 +108,8 @@ def _get(connection: Connection, path: str, params: Mapping[str, str] | None = N
         raise PeerError(_http_error(where, exc)) from None
     except HttpDeadlineError:
         raise PeerError(f"{where} did not answer within the deadline of {connection.timeout_seconds:g}s") from None
+    except HttpSizeError:
+        raise PeerError(f"{where} answered more than {MAX_BODY_BYTES // (1024 * 1024)} MiB") from None
     except HttpUrlError as exc:
         raise UsageError(f'{connection.name} URL "{connection.url}": {exc}') from None
     except HttpError as exc:
@@ -122,8 +126,6 @@ def _http_error(where: str, exc: HttpStatusError) -> str:
     detail = ""
     with contextlib.suppress(ValueError, AttributeError, RecursionError):
         detail = str(json.loads(exc.body).get("error", ""))[:300].replace("\n", " ")
-    if 300 <= exc.status < 400:
-        return f"{where} answered {exc}"
     return f"{where} answered HTTP {exc.status}" + (f": {detail}" if detail else "")
 
 
