@@ -9,6 +9,7 @@ deadline, and a read succeeds only when every replica answered, so no replica's 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,6 +29,34 @@ def resolve_addresses(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+class _Resolution:
+    """One run of a resolver in a thread of its own, so a hung DNS lookup costs the read its deadline only."""
+
+    def __init__(self, resolve: Resolver, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._resolve = resolve
+        self._result: list[str] | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"resolve:{host}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._resolve(self.host, self.port)
+        except BaseException as exc:  # handed to the reader's thread
+            self._result = exc
+
+    def wait(self, seconds: float) -> list[str] | None:
+        """The addresses, or None while the lookup is still running after `seconds`."""
+        self._thread.join(max(seconds, 0.0))
+        if self._thread.is_alive():
+            return None
+        if isinstance(self._result, FetchError):
+            raise self._result
+        if isinstance(self._result, BaseException):
+            raise FetchError(f"cannot resolve {self.host}: {type(self._result).__name__}: {self._result}")
+        return list(self._result or [])
+
+
 class ReplicaReader:
     """(replica, text) of every replica of one peer; the replica is "" for a single URL."""
 
@@ -41,6 +70,7 @@ class ReplicaReader:
         self._timeout = timeout
         self._monotonic = monotonic
         self._resolve = resolve or resolve_addresses
+        self._pending: _Resolution | None = None  # a lookup that outlived its read: waited on, never doubled
 
     def read(self) -> list[tuple[str, str]]:
         """Every replica's text; FetchError (one line, naming the replica) when any of them fails."""
@@ -54,13 +84,21 @@ class ReplicaReader:
     def _read_resolved(self, started: float) -> list[tuple[str, str]]:
         url = self._urls[0]
         origin = origin_of(url)
-        addresses = self._resolve(origin.host, origin.port)
+        addresses = self._resolved(origin.host, origin.port, started)
         if not addresses:
             raise FetchError(f"{origin.host} resolves to no address")
         if len(addresses) > MAX_REPLICAS:
             raise FetchError(f"{origin.host} resolves to {len(addresses)} addresses, more than {MAX_REPLICAS}")
         self._fetcher.client.close_except({(origin, address) for address in addresses})
         return [(address, self._read(url, address, started, f"replica {address}")) for address in addresses]
+
+    def _resolved(self, host: str, port: int, started: float) -> list[str]:
+        resolution = self._pending or _Resolution(self._resolve, host, port)
+        addresses = resolution.wait(self._timeout - (self._monotonic() - started))
+        self._pending = resolution if addresses is None else None
+        if addresses is None:
+            raise FetchError(f"cannot resolve {host} within {self._timeout:g}s")
+        return addresses
 
     def _read(self, url: str, address: str | None, started: float, name: str) -> str:
         left = self._timeout - (self._monotonic() - started)

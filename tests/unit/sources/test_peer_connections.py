@@ -7,6 +7,7 @@ server that behaves so is read by the litellm gateway preset. Bad input fails th
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,6 +184,23 @@ def test_the_default_resolver_gives_every_address_and_an_empty_answer_is_one_lin
     reading = gateway_source(tmp_path, "url: 'http://gw.test:4000/metrics/', replicas: dns", clock,
                              resolve=lambda host, port: []).sample()
     assert (reading.ok, reading.error) == (False, "gw.test resolves to no address")
+
+
+def test_a_hung_dns_lookup_costs_the_read_its_deadline_and_is_never_started_twice(tmp_path, clock):
+    release, calls = threading.Event(), []
+
+    def hung(host: str, port: int) -> list[str]:
+        calls.append(host)
+        release.wait(30)
+        return []
+
+    source = gateway_source(tmp_path, "url: 'http://gw.test:4000/metrics/', replicas: dns", clock, resolve=hung)
+    for _ in range(2):
+        reading = source.sample()
+        assert (reading.ok, reading.error) == (False, "cannot resolve gw.test within 1s")
+        clock.advance(30)  # past the backoff
+    release.set()
+    assert calls == ["gw.test"]
 
 
 def test_a_model_server_and_dcgm_exporter_are_read_with_their_credentials(tmp_path):
