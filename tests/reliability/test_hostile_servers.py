@@ -114,7 +114,7 @@ def bad_gzip(conn: socket.socket) -> None:
     (trickle_body, "deadline of 0.5s exceeded"),
     (trickle_headers, "deadline of 0.5s exceeded"),
     (silent, "deadline of 0.5s exceeded"),
-    (redirect_loop, "HTTP 302 redirect (not followed)"),
+    (redirect_loop, "redirect loop: /metrics was already visited"),
     (reset_mid_body, "Error"),
     (reset_at_once, "Error"),
     (garbage_status, "BadStatusLine"),

@@ -23,10 +23,12 @@ from ml_cost_exporter.config.catalog import (
     embedded_catalog,
 )
 from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.config.httpconfig import parse_http_settings
 from ml_cost_exporter.config.located import Located, Section, check_number, load_located, read_text, suggest
 from ml_cost_exporter.config.presets import QUANTITIES, Preset, embedded_presets, parse_preset
 from ml_cost_exporter.config.tokens import TOKEN_KINDS, Tenants, TokenWeights, parse_tenants, parse_weights
 from ml_cost_exporter.config.units import MIG_PROFILE
+from ml_cost_exporter.httpclient import HttpSettings
 
 PROVIDERS = (*CLOUD_PROVIDERS, "onprem")
 WORKLOADS = ("inference", "training")
@@ -84,6 +86,7 @@ class ServerSource:
     url: str
     model: str  # the model's label value in the server's metrics
     version: str | None  # version label value to keep; None: all versions
+    http: HttpSettings = field(default_factory=HttpSettings)  # credentials, TLS, redirects
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class DcgmSelection:
     pod: str | None  # None: the POD_NAME environment variable
     namespace: str | None  # None: the POD_NAMESPACE environment variable
     uuids: tuple[str, ...] | None  # select by GPU UUID (or index) instead of by pod
+    http: HttpSettings = field(default_factory=HttpSettings)  # credentials, TLS, redirects
 
 
 @dataclass(frozen=True)
@@ -338,6 +342,7 @@ def _server(section: Section, model_name: str) -> ServerSource:
         url=url,
         model=section.string("model", model_name),
         version=section.string("version"),
+        http=parse_http_settings(section),
     )
     if server.version is not None and preset.version_label is None:
         raise section.raw("version").error(f'preset "{preset_name}" has no version label; set version_label first')
@@ -501,7 +506,7 @@ def _dcgm(section: Section) -> DcgmSelection:
         if not uuids:
             raise uuids_item.error("give at least one GPU UUID, or leave uuids out to select by pod")
     selection = DcgmSelection(url=url, pod=section.string("pod"), namespace=section.string("namespace"),
-                              uuids=uuids)
+                              uuids=uuids, http=parse_http_settings(section))
     if uuids is not None and (selection.pod or selection.namespace):
         raise uuids_item.error("select by uuids or by pod/namespace, not both")
     section.finish()
@@ -539,6 +544,7 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None, base_di
         if model.key in seen:
             raise item.error(f'model "{model.name}" version "{model.version}" is listed twice')
         seen[model.key] = model
+    _check_shared_servers(root.items("models"), models)
     if not models:
         models = (Model(DEFAULT_MODEL_NAME, DEFAULT_MODEL_VERSION, "inference", None, None, MappingProxyType({})),)
     budgets = tuple(_budget(item, models) for item in root.items("budgets"))
@@ -567,6 +573,18 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None, base_di
     )
     root.finish()
     return config
+
+
+def _check_shared_servers(items: list[Located], models: tuple[Model, ...]) -> None:
+    """Models read from one server URL share one connection, so they must name the same credentials and TLS."""
+    first: dict[str, Model] = {}
+    for item, model in zip(items, models, strict=True):
+        if model.server is None:
+            continue
+        other = first.setdefault(model.server.url, model)
+        if other.server.http != model.server.http:
+            raise item.error(f'server "{model.server.url}" is also read for model "{other.name}" with other '
+                             "authorization, basic_auth, tls_config or follow_redirects; give them the same")
 
 
 def _check_tenant_budgets(root: Section, budgets: tuple[Budget, ...], tenants: Tenants | None) -> None:

@@ -7,21 +7,25 @@ embedded gateway presets (gateways.yaml), strictly like the rest of the config.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
 from urllib.parse import urlparse
 
 from ml_cost_exporter.config.errors import ConfigError
+from ml_cost_exporter.config.httpconfig import parse_http_settings
 from ml_cost_exporter.config.located import Located, Section, load_located, suggest
 from ml_cost_exporter.config.presets import MetricSpec, label_name, parse_metric_spec
 from ml_cost_exporter.config.units import ModelKey
+from ml_cost_exporter.httpclient import HttpSettings
 
 TOKEN_KINDS = ("input", "output", "total")
 DEFAULT_MAX_TENANTS = 100
 OVERFLOW_TENANT = "other"
 UNATTRIBUTED_TENANT = "unattributed"
+REPLICAS = ("single", "dns")  # dns: read every address the url's host resolves to (a headless Service)
+MAX_REPLICA_URLS = 64
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class Gateway:
     model_label: str
     tenant_label: str
     models: Mapping[str, ModelKey]  # the gateway's model label value -> (model, version)
+    http: HttpSettings = field(default_factory=HttpSettings)  # credentials, TLS, redirects
+    urls: tuple[str, ...] = ()  # every replica read and summed; url is the first (the gateway's name)
+    replicas: str = "single"  # single | dns
 
 
 @dataclass(frozen=True)
@@ -135,19 +142,49 @@ def _gateway(item: Located, models: Sequence[tuple[ModelKey, str]]) -> Gateway:
     section = Section(item)
     presets = embedded_gateway_presets()
     preset = presets[section.string("preset", required=True, choices=tuple(presets))]
-    url = section.string("url", required=True)
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise section.raw("url").error(f'"{url}" is not an http:// or https:// URL')
+    urls = _gateway_urls(section)
     gateway = Gateway(
         preset=preset,
-        url=url,
+        url=urls[0],
         model_label=label_name(section, "model_label") or preset.model_label,
         tenant_label=label_name(section, "tenant_label") or preset.tenant_label,
         models=_gateway_models(section, models),
+        http=parse_http_settings(section),
+        urls=urls,
+        replicas=section.string("replicas", "single", choices=REPLICAS),
     )
+    if gateway.replicas == "dns" and section.has("urls"):
+        raise section.raw("replicas").error("replicas: dns resolves the host of url; with urls, list every replica")
     section.finish()
     return gateway
+
+
+def _http_url(item: Located) -> str:
+    url = item.value
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise item.error(f'"{url}" is not an http:// or https:// URL')
+    return url
+
+
+def _gateway_urls(section: Section) -> tuple[str, ...]:
+    """`url`, or `urls`: the gateway's replicas, each read and summed (one Service URL alternates between them)."""
+    url_item, urls_items = section.raw("url"), section.items("urls")
+    if url_item is not None and urls_items:
+        raise section.raw("urls").error("give url or urls, not both")
+    if url_item is not None:
+        return (_http_url(url_item),)
+    if not urls_items:
+        raise section.missing("url", "is required (or urls, a list of the gateway's replica URLs)")
+    if len(urls_items) > MAX_REPLICA_URLS:
+        raise section.raw("urls").error(f"at most {MAX_REPLICA_URLS} replica URLs")
+    urls: list[str] = []
+    for item in urls_items:
+        url = _http_url(item)
+        if url in urls:
+            raise item.error(f'"{url}" is listed twice')
+        urls.append(url)
+    return tuple(urls)
 
 
 def parse_tenants(section: Section | None, models: Sequence[tuple[ModelKey, str]]) -> Tenants | None:

@@ -6,21 +6,31 @@ naming the peer and what went wrong.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import math
 import ssl
 import sys
-import time
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml_cost_exporter.decide.errors import PeerError, UsageError
+from ml_cost_exporter.httpclient import (
+    Authorization,
+    BasicAuth,
+    Client,
+    HttpDeadlineError,
+    HttpError,
+    HttpSettings,
+    HttpSizeError,
+    HttpStatusError,
+    HttpUrlError,
+    TLSConfig,
+    tls_context,
+)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -49,15 +59,40 @@ def read_secret(path: str | None, flag: str) -> str | None:
 
 
 def _ssl_context(connection: Connection) -> ssl.SSLContext:
-    if connection.insecure_skip_verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+    """The connection's TLS context; a CA file that cannot be loaded is bad usage (exit status 2)."""
     try:
-        return ssl.create_default_context(cafile=connection.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the CA file {connection.ca_file}: {exc}") from None
+        return tls_context(_settings(connection).tls)
+    except HttpError as exc:
+        reason = str(exc).rpartition("cannot load: ")[2]
+        raise UsageError(f"cannot load the CA file {connection.ca_file}: {reason}") from None
+
+
+def _settings(connection: Connection) -> HttpSettings:
+    """The shared client's settings for the connection's credentials and TLS options."""
+    authorization = Authorization("Bearer", credentials=connection.bearer_token) if connection.bearer_token else None
+    basic = None
+    if connection.basic_auth and authorization is None:
+        basic = BasicAuth(connection.basic_auth[0], password=connection.basic_auth[1])
+    return HttpSettings(authorization, basic, TLSConfig(ca_file=connection.ca_file,
+                                                        insecure_skip_verify=connection.insecure_skip_verify))
+
+
+_CLIENTS: dict[Connection, Client] = {}  # one kept-alive client per peer for the command's queries
+_MAX_CLIENTS = 4
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(connection: Connection) -> Client:
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(connection)
+        if client is None:
+            if urllib.parse.urlparse(connection.url).scheme == "https":
+                _ssl_context(connection)  # a bad CA file is bad usage, said once, before any query
+            while len(_CLIENTS) >= _MAX_CLIENTS:
+                _CLIENTS.pop(next(iter(_CLIENTS))).close()
+            client = _CLIENTS[connection] = Client(connection.timeout_seconds, MAX_BODY_BYTES, _settings(connection),
+                                                   user_agent="mlcost")
+        return client
 
 
 def _get(connection: Connection, path: str, params: Mapping[str, str] | None = None) -> object:
@@ -65,53 +100,33 @@ def _get(connection: Connection, path: str, params: Mapping[str, str] | None = N
     parsed = urllib.parse.urlparse(connection.url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise UsageError(f'{connection.name} URL "{connection.url}" is not an http:// or https:// URL')
-    url = connection.url.rstrip("/") + path
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if connection.bearer_token:
-        request.add_header("Authorization", f"Bearer {connection.bearer_token}")
-    elif connection.basic_auth:
-        pair = base64.b64encode(":".join(connection.basic_auth).encode()).decode()
-        request.add_header("Authorization", f"Basic {pair}")
-    deadline = time.monotonic() + connection.timeout_seconds
-    context = _ssl_context(connection) if parsed.scheme == "https" else None
     where = f"{connection.name} at {connection.url}"
     try:
-        with urllib.request.urlopen(request, timeout=connection.timeout_seconds, context=context) as response:
-            body = _read_bounded(response, deadline, where)
-    except urllib.error.HTTPError as exc:
+        body = _client(connection).get(connection.url.rstrip("/") + path, params,
+                                       {"Accept": "application/json"}).body
+    except HttpStatusError as exc:
         raise PeerError(_http_error(where, exc)) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise PeerError(f"{where} is unreachable: {reason}") from None
+    except HttpDeadlineError:
+        raise PeerError(f"{where} did not answer within the deadline of {connection.timeout_seconds:g}s") from None
+    except HttpSizeError:
+        raise PeerError(f"{where} answered more than {MAX_BODY_BYTES // (1024 * 1024)} MiB") from None
+    except HttpUrlError as exc:
+        raise UsageError(f'{connection.name} URL "{connection.url}": {exc}') from None
+    except HttpError as exc:
+        raise PeerError(f"{where} is unreachable: {exc}") from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise PeerError(f"{where} answered {path} with something that is not JSON") from None
 
 
-def _read_bounded(response, deadline: float, where: str) -> bytes:
-    chunks, size = [], 0
-    while True:
-        if time.monotonic() > deadline:
-            raise PeerError(f"{where} did not answer within the deadline")
-        chunk = response.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PeerError(f"{where} answered more than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-        chunks.append(chunk)
-
-
-def _http_error(where: str, exc: urllib.error.HTTPError) -> str:
-    if exc.code in (401, 403):
-        return f"{where} refused the request: HTTP {exc.code} (check the credentials flags)"
+def _http_error(where: str, exc: HttpStatusError) -> str:
+    if exc.status in (401, 403):
+        return f"{where} refused the request: HTTP {exc.status} (check the credentials flags)"
     detail = ""
-    with contextlib.suppress(ValueError, AttributeError, OSError):
-        detail = json.loads(exc.read(65536)).get("error", "")
-    return f"{where} answered HTTP {exc.code}" + (f": {detail}" if detail else "")
+    with contextlib.suppress(ValueError, AttributeError, RecursionError):
+        detail = str(json.loads(exc.body).get("error", ""))[:300].replace("\n", " ")
+    return f"{where} answered HTTP {exc.status}" + (f": {detail}" if detail else "")
 
 
 @dataclass

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from ml_cost_exporter.httpclient import Client, HttpDeadlineError, HttpError, HttpSizeError, HttpUrlError
+
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024  # an AWS per-region EC2 offer file is several hundred MB
 DEFAULT_TIMEOUT_SECONDS = 300.0
 MAX_PAGES = 2000
-_CHUNK = 1024 * 1024
 
 
 class PriceFileError(Exception):
@@ -47,6 +46,7 @@ class Reader:
 
     def __post_init__(self) -> None:
         self._deadline = self.monotonic() + self.timeout_seconds
+        self._http: Client | None = None
 
     def read(self, location: str) -> bytes:
         if is_url(location):
@@ -70,30 +70,25 @@ class Reader:
         return remaining
 
     def _read_url(self, url: str) -> bytes:
-        try:  # spaces and quotes in an OData $filter are sent percent-encoded
-            request = urllib.request.Request(quote(url, safe=":/?&=$%+,;@#~!*()'"),
-                                             headers={"Accept": "application/json",
-                                                      "User-Agent": "ml-cost-exporter-pricefiles"})
-        except ValueError as exc:
-            raise PriceFileError(f"{redact(url)}: not a usable URL: {exc}") from None
+        quoted = quote(url, safe=":/?&=$%+,;@#~!*()'")  # spaces and quotes in an OData $filter, percent-encoded
         try:
-            with urllib.request.urlopen(request, timeout=min(self._remaining(url), 60.0)) as response:
-                chunks, size = [], 0
-                while size <= self.max_bytes:
-                    self._remaining(url)
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-        except urllib.error.HTTPError as exc:
-            raise PeerError(f"{redact(url)}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise PeerError(f"{redact(url)}: {reason}") from None
-        except ValueError as exc:  # http.client.InvalidURL and friends
+            return self._client().get(quoted, headers={"Accept": "application/json"},
+                                      timeout=self._remaining(url)).body
+        except HttpUrlError as exc:
             raise PriceFileError(f"{redact(url)}: not a usable URL: {exc}") from None
-        return self._capped(url, b"".join(chunks))
+        except HttpSizeError:
+            raise PriceFileError(f"{redact(url)}: larger than {self.max_bytes} bytes (raise --max-bytes)") from None
+        except HttpDeadlineError:
+            raise PeerError(f"{redact(url)}: timed out (deadline of {self.timeout_seconds:g}s exceeded)") from None
+        except HttpError as exc:
+            raise PeerError(f"{redact(url)}: {exc}") from None
+
+    def _client(self) -> Client:
+        """One kept-alive client for every page this reader fetches."""
+        if self._http is None:
+            self._http = Client(self.timeout_seconds, self.max_bytes, monotonic=self.monotonic,
+                                user_agent="ml-cost-exporter-pricefiles")
+        return self._http
 
     def json(self, location: str) -> dict[str, Any]:
         """The document at `location` as a JSON object; anything else is a PriceFileError."""

@@ -168,7 +168,7 @@ class DcgmGpuSource:
         self._max_series = max_series
         self._monotonic = monotonic
         self._catalog = catalog
-        self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes)
+        self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes, selection.http)
         self._fetch = fetch or self._fetcher
         self._visible = visible_devices(None, self._environ)
         self._energy: dict[tuple[str, str], tuple[float, float]] = {}  # entity -> (monotonic s, mJ)

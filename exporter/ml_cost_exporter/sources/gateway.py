@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
-from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
+from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch
 from ml_cost_exporter.sources.plausible import (
     DEFAULT_PLAUSIBILITY,
     Plausibility,
@@ -24,6 +24,7 @@ from ml_cost_exporter.sources.plausible import (
     counter_value,
     refuse_implausible,
 )
+from ml_cost_exporter.sources.replicas import ReplicaReader, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,11 @@ class GatewayReading:
 
 
 class GatewaySource:
-    """One gateway URL; its model label values are mapped onto configured models."""
+    """One gateway (all its replicas); its model label values are mapped onto configured models."""
 
     def __init__(self, gateway: Gateway, timeout: float, max_bytes: int, max_series: int, interval: float,
                  monotonic: Callable[[], float] = time.monotonic,
-                 fetch: Callable[[str], str] | None = None,
+                 fetch: Callable[[str], str] | None = None, resolve: Resolver | None = None,
                  plausibility: Plausibility = DEFAULT_PLAUSIBILITY) -> None:
         self.gateway = gateway
         self.url = gateway.url
@@ -55,13 +56,14 @@ class GatewaySource:
         self._max_bytes = max_bytes
         self._max_series = max_series
         self._monotonic = monotonic
-        self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes)
-        self._fetch = fetch or self._fetcher
+        self._fetcher = KeptAliveFetch(self._timeout, self._max_bytes, gateway.http)
+        self._replicas = ReplicaReader(gateway.urls or (gateway.url,), gateway.replicas == "dns", self._fetcher,
+                                       timeout, monotonic, fetch=fetch, resolve=resolve)
         self._kinds: dict[str, list[tuple[str, float, tuple]]] = {}
         for kind, spec in gateway.preset.metrics.items():
             self._kinds.setdefault(spec.metric, []).append((kind, spec.scale, spec.match))
         self._pattern = sample_pattern(self._kinds)
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str, str], float] = {}  # (replica, name, labels)
         self._baseline_taken = False
         self._limits = plausibility
         self._last_read_at: float | None = None
@@ -87,13 +89,13 @@ class GatewaySource:
         if self._backoff.waiting(now):
             return GatewayReading(ok=False, error=self.last_reading.error or "backing off")
         try:
-            text = fetch_text(self._fetch, self.url)
+            texts = self._replicas.read()
         except FetchError as exc:
             self._backoff.failed(now, str(exc))
             self.last_reading = GatewayReading(ok=False, error=str(exc))
             return self.last_reading
         self._backoff.succeeded()
-        self.last_reading = self._ingest(text, now)
+        self.last_reading = self._ingest(texts, now)
         return self.last_reading
 
     def _classify(self, name: str, labels: dict[str, str]) -> list[tuple[ModelKey, str, str, float]]:
@@ -105,13 +107,15 @@ class GatewaySource:
         return [(model, tenant, kind, scale) for kind, scale, match in self._kinds[name]
                 if all(pattern.fullmatch(labels.get(label, "")) for label, pattern in match)]
 
-    def _ingest(self, text: str, now: float) -> GatewayReading:
+    def _ingest(self, texts: list[tuple[str, str]], now: float) -> GatewayReading:
+        """Token deltas of every replica's text, each series counted against its own replica's last value."""
         reading = GatewayReading(ok=True)
-        current: dict[tuple[str, str], float] = {}
+        current: dict[tuple[str, str, str], float] = {}
         first = not self._baseline_taken
         elapsed = None if first or self._last_read_at is None else now - self._last_read_at
-        for name, label_block, raw_value in iter_samples(text, self._pattern):
-            key = (name, label_block)
+        samples = ((replica, *sample) for replica, text in texts for sample in iter_samples(text, self._pattern))
+        for replica, name, label_block, raw_value in samples:
+            key = (replica, name, label_block)
             if key in current:
                 continue
             if len(current) >= self._max_series:  # full: the rest is counted, not parsed (bounded time)
@@ -139,9 +143,9 @@ class GatewaySource:
                 for model, tenant, kind, scale in counted:
                     slot = (model, tenant, kind)
                     reading.tokens[slot] = reading.tokens.get(slot, 0.0) + delta * scale
-        self._last = current
-        self._baseline_taken = True
         reading.series = len(current)
+        self._last = self._remembered(current, {replica for replica, _ in texts})
+        self._baseline_taken = True
         self._last_read_at = now
         self._refuse_implausible(reading, elapsed)
         if reading.rejected:
@@ -161,6 +165,17 @@ class GatewaySource:
         if refused:
             reading.rejected["implausible_increase"] = reading.rejected.get("implausible_increase", 0) + refused
             reading.tokens = {slot: v for slot, v in reading.tokens.items() if (slot[0], slot[2]) in kept}
+
+    def _remembered(self, current: dict[tuple[str, str, str], float],
+                    read: set[str]) -> dict[tuple[str, str, str], float]:
+        """This read's values, plus the last ones of replicas absent from it (a pod briefly out of DNS)."""
+        remembered = dict(current)
+        for key, value in self._last.items():
+            if len(remembered) >= self._max_series:
+                break
+            if key[0] not in read:
+                remembered.setdefault(key, value)
+        return remembered
 
     def close(self) -> None:
         self._fetcher.close()

@@ -103,7 +103,8 @@ class ServerSource:
         self._max_bytes = max_bytes
         self._max_series = max_series
         self._monotonic = monotonic
-        self._fetcher = KeptAliveFetch(timeout, max_bytes)
+        # Models on one URL share its settings (the config checks that they agree).
+        self._fetcher = KeptAliveFetch(timeout, max_bytes, next((m.server.http for m in models if m.server), None))
         self._fetch = fetch or self._fetcher
         self._bindings = _bindings_for(models, url)
         self._pattern = sample_pattern(self._bindings)
