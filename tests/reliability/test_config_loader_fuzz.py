@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,18 @@ def test_the_web_config_names_its_file_and_line_for_a_huge_integer_and_a_nul(tmp
         with pytest.raises(ConfigError) as error:
             load_web_config(str(path))
         assert str(error.value) == expected
+
+
+@pytest.mark.parametrize("loader", [load_config, load_web_config], ids=["pricing-config", "web-config"])
+@pytest.mark.parametrize("kind", ["fifo", "directory", "char-device"])
+def test_a_config_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path, loader, kind):
+    path = tmp_path / "config.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError) as error:
+        loader(str(path))
+    assert str(error.value) == f"{path}: not a regular file"

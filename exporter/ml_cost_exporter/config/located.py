@@ -9,6 +9,8 @@ because PyYAML would otherwise silently keep the last value.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,8 +170,12 @@ def check_bounds(text: str, source: str, max_depth: int = MAX_DEPTH, max_nodes: 
 
 
 def read_text(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
-    """A config file's text, refusing files over `max_bytes` without reading them whole."""
-    with open(path, "rb") as handle:
+    """A config file's text, refusing files over `max_bytes` without reading them whole, and FIFOs or devices."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens at once instead of waiting
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(str(path), None, "", "not a regular file")
+    with open(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ConfigError(str(path), None, "", f"larger than {max_bytes} bytes")
