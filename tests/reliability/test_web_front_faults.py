@@ -214,6 +214,30 @@ def test_legitimate_scrapes_all_succeed_during_a_flood_of_60_wrong_password_clie
     assert set(statuses) <= {401, 429, 503} and 429 in statuses
 
 
+AUTH_HEADERS = {
+    "73-byte-password": "Basic " + base64.b64encode(b"prometheus:" + b"r" * 73).decode(),
+    "4-kib-password": "Basic " + base64.b64encode(b"prometheus:" + b"\xc3\xa9" * 2048).decode(),
+    "unknown-user-long-password": "Basic " + base64.b64encode(b"nobody:" + b"x" * 500).decode(),
+    "not-base64": "Basic %%%",
+    "not-utf8": "Basic " + base64.b64encode(b"prometheus:\xff\xfe").decode(),
+    "no-colon": "Basic " + base64.b64encode(b"prometheus").decode(),
+    "nul-in-user": "Basic " + base64.b64encode(b"prom\x00etheus:right").decode(),
+    "bearer": "Bearer abc",
+}
+
+
+@pytest.mark.parametrize("header", AUTH_HEADERS.values(), ids=AUTH_HEADERS.keys())
+def test_odd_credentials_get_401_without_a_traceback(serve, tmp_path, caplog, header):
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: '{hashed(b'r' * 72)}'\n")
+    server = serve(load_web_config(str(web)))
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    with caplog.at_level(logging.WARNING):
+        assert requests.get(url, headers={"Authorization": header}, timeout=10).status_code == 401
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert requests.get(url, auth=("prometheus", "r" * 72), timeout=10).status_code == 200
+
+
 # --- hashes are checked at load --------------------------------------------------------------------------------
 
 BAD_HASHES = {
