@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     from ml_cost_exporter.exposition.collectors import build_registry
     from ml_cost_exporter.exposition.front import Limits
-    from ml_cost_exporter.exposition.http import start_http_server
+    from ml_cost_exporter.exposition.http import WebConfigReloader, start_http_server
     from ml_cost_exporter.exposition.termination import write_termination_message
     from ml_cost_exporter.exposition.webconfig import load_web_config
 
@@ -154,8 +154,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     log.info("ml-cost-exporter %s listening on %s:%d%s (collectors: %s; config: %s)", __version__, host, port,
              args.telemetry_path, ",".join(sorted(enabled)) or "none", runtime.config.source)
 
+    web_reloader = WebConfigReloader(args.web_config_file, server).start(web_config) if web_config else None
+
+    def hangup(*_: object) -> None:
+        runtime.request_reload()
+        if web_reloader is not None:
+            web_reloader.request()
+
     stop = threading.Event()
-    signal.signal(signal.SIGHUP, lambda *_: runtime.request_reload())
+    signal.signal(signal.SIGHUP, hangup)
 
     def shutdown(*_: object) -> None:
         stop.set()
@@ -169,6 +176,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Exception:
         log.exception("final accrual failed")
     write_termination_message(args.termination_message_path, runtime.state())
+    if web_reloader is not None:
+        web_reloader.close()
     server.shutdown()
     runtime.close()
     log.info("stopped")

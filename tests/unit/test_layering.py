@@ -19,7 +19,7 @@ ALLOWED = {
     "httpclient": set(),
     "instrument": set(),
     "config": {"httpclient"},
-    "storage": set(),
+    "storage": {"config"},
     "cost": {"config"},
     "sources": {"config", "cost", "httpclient"},  # cost: the allocation types discovery fills in
     "sampling": {"config", "cost", "sources"},

@@ -9,6 +9,9 @@ because PyYAML would otherwise silently keep the last value.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,9 @@ from ml_cost_exporter.config.errors import ConfigError
 MAX_FILE_BYTES = 1024 * 1024  # a pricing config is a few KiB; a catalog overlay a few hundred
 MAX_DEPTH = 64
 MAX_NODES = 50_000  # after alias expansion
+MAX_INTEGER = int(sys.float_info.max)  # every number is used as a float; a larger integer cannot be one
+MAX_INTEGER_CHARS = 400  # longer integer text is refused before Python converts it (past 4300 digits it raises)
+_INT_TAG = "tag:yaml.org,2002:int"
 _EVENTS_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml scans ~15x faster where present
 
 
@@ -45,7 +51,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, int | float):
         return f"the number {value}"
     if isinstance(value, str):
-        return f'the string "{value}"'
+        return f'the string "{value[:60]}"' if len(value) <= 60 else f'the string "{value[:60]}..."'
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -83,11 +89,21 @@ def _convert(node: yaml.Node, source: str, path: str, scalars: yaml.SafeLoader) 
             [_convert(item, source, _child_path(path, i), scalars) for i, item in enumerate(node.value)],
             source, line, path,
         )
+    if node.tag == _INT_TAG and len(node.value) > MAX_INTEGER_CHARS:
+        raise ConfigError(source, line, path, f"integer too large (more than {MAX_INTEGER_CHARS} characters)")
     try:
         value = scalars.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(source, line, path, f"cannot read value: {exc.problem}") from None
+    except (ValueError, OverflowError, TypeError) as exc:  # an int past Python's digit limit, a bad date
+        raise ConfigError(source, line, path, f"cannot read value: {_first_line(exc)}") from None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        raise ConfigError(source, line, path, "integer too large (larger than a float can hold)")
     return Located(value, source, line, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 @dataclass
@@ -154,15 +170,20 @@ def check_bounds(text: str, source: str, max_depth: int = MAX_DEPTH, max_nodes: 
 
 
 def read_text(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
-    """A config file's text, refusing files over `max_bytes` without reading them whole."""
-    with open(path, "rb") as handle:
+    """A config file's text, refusing files over `max_bytes` without reading them whole, and FIFOs or devices."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens at once instead of waiting
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(str(path), None, "", "not a regular file")
+    with open(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ConfigError(str(path), None, "", f"larger than {max_bytes} bytes")
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), None, "", "not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), line, "", f"not UTF-8 text (byte {exc.start})") from None
 
 
 def load_located(text: str, source: str) -> Located:
@@ -175,9 +196,13 @@ def load_located(text: str, source: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError(source, line, "", f"invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, None, "", f"invalid YAML: {exc}") from None
+        raise ConfigError(source, line, "", f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: NUL, other controls
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        raise ConfigError(source, line, "", f"invalid YAML: character U+{code:04X} is not allowed") from None
+    except (yaml.YAMLError, RecursionError, UnicodeError) as exc:
+        raise ConfigError(source, None, "", f"invalid YAML: {_first_line(exc)}") from None
     if node is None:
         return Located({}, source, 1, "")
     # A loader on an empty stream is only used for its scalar resolution rules.

@@ -17,6 +17,7 @@ import http.client
 import io
 import logging
 import queue
+import re
 import resource
 import selectors
 import socket
@@ -69,6 +70,7 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+Screen = Callable[[Request], "Response | None"]  # cheap, in the selector thread: a response now, or None
 
 
 class _BadRequest(Exception):
@@ -86,6 +88,23 @@ class _Conn:
         self.deadline = deadline
         self.buffer = bytearray()
         self.handshaken = False
+
+
+_METHOD_SO_FAR = re.compile(rb"[A-Z]{0,16}(?: |\Z)")
+_METHOD = re.compile(rb"[A-Z]{1,16}")
+
+
+def check_request_start(buffer: bytes | bytearray) -> None:
+    """Refuse at once what cannot become an HTTP/1.x request (HTTP/0.9, a TLS hello, binary); _BadRequest."""
+    start = bytes(buffer[:256]).lstrip(b"\r\n")
+    line_end = start.find(b"\n")
+    if line_end < 0:
+        if not _METHOD_SO_FAR.match(start, 0, 17):
+            raise _BadRequest(400, "not an HTTP request")
+        return
+    parts = start[:line_end].rstrip(b"\r").split(b" ")
+    if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not parts[2].startswith(b"HTTP/"):
+        raise _BadRequest(400, "malformed request line (HTTP/0.9 is not served)")
 
 
 def parse_request(head: bytes) -> Request:
@@ -131,7 +150,7 @@ class FrontServer:
 
     def __init__(self, address: tuple[str, int], handler: Handler, limits: Limits = Limits(),
                  context: ssl.SSLContext | None = None, server_name: str = "ml-cost-exporter",
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, screen: Screen | None = None) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -144,6 +163,7 @@ class FrontServer:
         self._listener.setblocking(False)
         self.server_address = self._listener.getsockname()
         self._handler = handler
+        self._screen = screen
         self._limits = limits
         self._max_connections = _nofile_limit(limits.max_connections)
         self._context = context
@@ -161,6 +181,20 @@ class FrontServer:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
 
+    @property
+    def handler(self) -> Handler:
+        return self._handler
+
+    @property
+    def tls(self) -> bool:
+        return self._context is not None
+
+    def use_context(self, context: ssl.SSLContext | None) -> None:
+        """TLS for connections accepted from now on (new certificates); TLS cannot be switched on or off."""
+        if (context is None) != (self._context is None):
+            raise ValueError("TLS cannot be switched on or off while serving")
+        self._context = context
+
     # --- the selector thread ----------------------------------------------------
     def serve_forever(self) -> None:
         self._selector.register(self._listener, selectors.EVENT_READ, "listen")
@@ -174,9 +208,10 @@ class FrontServer:
             self._stopped.set()
 
     def _step(self) -> None:
-        now = self._monotonic()
-        nearest = min((c.deadline for c in self._conns.values()), default=now + 1.0)
-        for key, _mask in self._selector.select(min(max(nearest - now, 0.0), 1.0)):
+        """Wait for a socket, a returned connection or a shutdown; with no connection open, without a timeout."""
+        nearest = min((c.deadline for c in self._conns.values()), default=None)
+        timeout = None if nearest is None else max(nearest - self._monotonic(), 0.0)
+        for key, _mask in self._selector.select(timeout):
             if key.data == "listen":
                 self._accept()
             elif key.data == "wake":
@@ -270,6 +305,11 @@ class FrontServer:
             if not conn.buffer:  # a kept-alive connection starts a request: headers get their own deadline
                 conn.deadline = min(conn.deadline, self._monotonic() + self._limits.read_header_timeout)
             conn.buffer += data
+            try:
+                check_request_start(conn.buffer)
+            except _BadRequest as exc:
+                self._refuse(conn, exc.status, str(exc))
+                return
         head, _, rest = bytes(conn.buffer).partition(b"\r\n\r\n")
         if len(head) > self._limits.max_header_bytes:
             self._refuse(conn, 431, "request headers too large")
@@ -280,6 +320,10 @@ class FrontServer:
             self._refuse(conn, exc.status, str(exc))
             return
         conn.buffer = bytearray(rest)
+        early = self._screened(conn, request)
+        if early is not None:
+            self._answer_now(conn, early)
+            return
         with self._active_lock:
             busy = self._active >= self._limits.max_requests
             if not busy:
@@ -290,11 +334,23 @@ class FrontServer:
         self._unwatch(conn)
         self._pool.submit(self._serve, conn, request)
 
+    def _screened(self, conn: _Conn, request: Request) -> Response | None:
+        if self._screen is None:
+            return None
+        try:
+            return self._screen(request)
+        except Exception:  # a screening bug leaves the request to a worker, which answers 500 if it fails too
+            log.exception("%s: screening %s %s failed", conn.peer, request.method, request.path)
+            return None
+
     def _refuse(self, conn: _Conn, status: int, reason: str) -> None:
         """Answer at once without a worker, best effort, and close."""
         log.debug("%s: %d %s", conn.peer, status, reason)
         body = f"{reason}\n".encode()
-        response = Response(status, body, (("Content-Type", "text/plain; charset=utf-8"),))
+        self._answer_now(conn, Response(status, body, (("Content-Type", "text/plain; charset=utf-8"),)))
+
+    def _answer_now(self, conn: _Conn, response: Response) -> None:
+        """Send a small response from the selector thread without blocking, best effort, and close."""
         with contextlib.suppress(OSError, ssl.SSLError):
             conn.sock.send(render(response, False, False, self._name))
         self._drop(conn)

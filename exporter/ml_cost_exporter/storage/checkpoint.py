@@ -1,24 +1,33 @@
 """One versioned, checksummed JSON document of named sections, written atomically every interval.
 
 Each stateful part (the ledger is section "ledger") implements `export_state()`
-and `restore_state(state)`. The file is read like hostile input: a bad one is
-set aside under a new name with one log line and the exporter starts fresh.
-Writing never raises: failures are counted and logged once per streak.
+and `restore_state(state)`. The file is read like hostile input: a bad one, or
+anything at its path that is not a regular file, is set aside under a new name
+with one log line and the exporter starts fresh. Writing never raises: failures
+are counted and logged once per streak. The temporary file is created
+exclusively and never through a symbolic link. One exporter per directory: an
+advisory lock, held for the process's life, makes a second one refuse to start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
+import secrets
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from ml_cost_exporter.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,7 @@ FILE_NAME = "mlcost-checkpoint.json"
 FORMAT = "ml-cost-exporter/checkpoint"
 VERSION = 1
 MAX_BYTES = 8 * 1024 * 1024  # a pod's ledger is a few kB; anything this large is not ours
+LOCK_NAME = ".mlcost-checkpoint.lock"
 KEEP_ASIDE = 3  # bad files kept for inspection; older ones are removed so a loop cannot fill the disk
 
 
@@ -88,19 +98,73 @@ def decode(data: bytes) -> tuple[float, dict[str, object]]:
 
 
 def read_bounded(path: Path, limit: int = MAX_BYTES) -> bytes:
-    """The file's bytes, refusing more than `limit` (read at most limit + 1 bytes)."""
-    with open(path, "rb") as file:
+    """A regular file's bytes, refusing more than `limit`, links, FIFOs and devices without waiting on them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("is a symbolic link") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"not a regular file ({_kind(mode)})")
+    with open(fd, "rb") as file:
         data = file.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"larger than {limit} bytes")
     return data
 
 
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+_HELD_LOCKS: dict[tuple[int, int], int] = {}  # (device, inode) of a locked directory -> the lock file's descriptor
+_HELD_LOCKS_GUARD = threading.Lock()
+
+
+def lock_directory(directory: Path) -> None:
+    """Hold an advisory lock on `directory` for this process's life; ConfigError where another process holds it.
+
+    A directory that cannot be locked (read-only, say) is logged and used unlocked, as writes to it will fail and
+    be counted anyway.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        identity = (directory.stat().st_dev, directory.stat().st_ino)
+        with _HELD_LOCKS_GUARD:
+            if identity not in _HELD_LOCKS:
+                _HELD_LOCKS[identity] = _take_lock(directory / LOCK_NAME)
+    except OSError as exc:
+        log.warning("cannot lock %s: %s; a second exporter on it would not be refused", directory,
+                    exc.strerror or exc)
+
+
+def _take_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(str(path.parent), None, "", f"--storage.path is in use by another exporter (pid {holder}, "
+                                                      f"lock {path.name}); give each exporter its own") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 class Checkpointer:
     """Writes and restores the checkpoint `FILE_NAME` in one directory for the registered parts."""
 
     def __init__(self, directory: Path, wall: Callable[[], float]) -> None:
+        """Raises ConfigError where another process holds the directory's lock."""
         self.directory = Path(directory)
+        lock_directory(self.directory)
+        self._remove_stale_temps()
         self.path = self.directory / FILE_NAME
         self._wall = wall
         self._parts: dict[str, Stateful] = {}
@@ -181,11 +245,18 @@ class Checkpointer:
             self.last_success_timestamp = now
             return True
 
+    def _remove_stale_temps(self) -> None:
+        """Temporary files left by a writer that died between create and rename (unlinked, never followed)."""
+        for stale in self.directory.glob(f".{FILE_NAME}.tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
     def _replace(self, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        temp = self.directory / f".{FILE_NAME}.tmp-{os.getpid()}"
+        temp = self.directory / f".{FILE_NAME}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
+        # Exclusive and not through a link: whatever is planted at the name, this open fails instead of writing.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 view = memoryview(data)
                 while view:

@@ -174,7 +174,7 @@ def test_unreadable_and_non_utf8_files_are_config_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ConfigError, match=r"binary\.yaml: not UTF-8 text"):
+    with pytest.raises(ConfigError, match=r"binary\.yaml:1: not UTF-8 text \(byte 0\)"):
         load_config(binary)
 
 

@@ -79,7 +79,8 @@ def test_tls_serves_https_with_the_configured_certificate(serve, tmp_path):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("basic_auth_users:\n  u: plaintext\n", 'user "u": password must be a bcrypt hash'),
+    ("basic_auth_users:\n  u: plaintext\n",
+     'web.yml:2: basic_auth_users.u: the password of user "u" must be a bcrypt hash'),
     ("tls_server_config:\n  cert_file: a.pem\n", "tls_server_config.key_file: is required"),
     ("tls_server_config: {cert_file: a, key_file: b, min_version: TLS99}\n", 'unknown value "TLS99"'),
     ("basic_auth: {}\n", 'basic_auth: unknown key (did you mean "basic_auth_users"?)'),

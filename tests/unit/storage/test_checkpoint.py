@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from ml_cost_exporter.runtime import Clocks, Runtime
-from ml_cost_exporter.storage.checkpoint import FILE_NAME, KEEP_ASIDE, MAX_BYTES, decode, encode
+from ml_cost_exporter.storage.checkpoint import FILE_NAME, KEEP_ASIDE, LOCK_NAME, MAX_BYTES, decode, encode
 
 CONFIG = textwrap.dedent("""
     allocation: {vcpus: 4, memory_gib: 16}
@@ -213,7 +213,7 @@ def test_a_failing_write_is_counted_logged_once_and_keeps_the_last_good_checkpoi
     assert len([r for r in caplog.records if "cannot write checkpoint" in r.getMessage()]) == 1
     assert total(runtime) == pytest.approx(HOURLY * 240 / 3600)  # accrual goes on in memory
     assert (state / FILE_NAME).read_bytes() == good  # the last good checkpoint is intact
-    assert [p.name for p in state.iterdir()] == [FILE_NAME]  # no temp file left behind
+    assert sorted(p.name for p in state.iterdir()) == [LOCK_NAME, FILE_NAME]  # no temp file left behind
     clock.advance(60)
     runtime.tick()
     assert runtime.checkpointer.last_success_timestamp == clock.wall()
