@@ -137,6 +137,8 @@ def _as_number(value: Any) -> int | float | None:
 
 def _token_count(value: Any) -> tuple[float, str | None]:
     """A reported token count and why it is refused (None: accepted); None counts nothing."""
+    if type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL:  # the common case, first
+        return value, None
     if value is None:
         return 0.0, None
     number = _as_number(value)
@@ -158,7 +160,10 @@ def _token_count(value: Any) -> tuple[float, str | None]:
 def _field(container: Any, *names: str) -> Any:
     """The first of `names` present in a mapping or as an attribute; None when none is."""
     for name in names:
-        value = container.get(name) if isinstance(container, Mapping) else getattr(container, name, None)
+        if type(container) is dict or isinstance(container, Mapping):
+            value = container.get(name)
+        else:
+            value = getattr(container, name, None)
         if value is not None:
             return value
     return None
@@ -166,7 +171,8 @@ def _field(container: Any, *names: str) -> Any:
 
 def _usage_of(result: Any) -> tuple[Any, Any]:
     """(prompt, generation) from an OpenAI-like `usage` (attribute or key); (None, None) if absent."""
-    usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
+    is_mapping = type(result) is dict or isinstance(result, Mapping)
+    usage = result.get("usage") if is_mapping else getattr(result, "usage", None)
     if usage is None:
         return None, None
     return (_field(usage, "prompt_tokens", "input_tokens"),
