@@ -205,12 +205,16 @@ class Call:
         self.cached = hit is True
 
 
+class _Several(tuple):
+    """Several reports of one kind of token in one call, validated one by one when it ends."""
+
+
 def _add(previous: Any, value: Any) -> Any:
     if previous is None:
         return value
     if value is None:
         return previous
-    return [previous, value]  # validated one by one when the call ends
+    return _Several((*previous, value)) if type(previous) is _Several else _Several((previous, value))
 
 
 _current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("mlcost_current_call", default=None)
@@ -234,8 +238,8 @@ class _Tracker:
     """What `track_cost(...)` returns: a decorator and a (sync or async) context manager."""
 
     def __init__(self, model: str, version: str, registry: CollectorRegistry, usage: UsageCallback | None,
-                 cache_hit: CacheHitCallback | None) -> None:
-        self._usage, self._cache_hit = usage, cache_hit
+                 cache_hit: CacheHitCallback | None, clock: Callable[[], float]) -> None:
+        self._usage, self._cache_hit, self._clock = usage, cache_hit, clock
         self._counters = _families(registry).model(str(model), str(version))
         self._entered: contextvars.ContextVar[tuple[tuple[Call, contextvars.Token], ...]] | None = None
 
@@ -252,7 +256,7 @@ class _Tracker:
     def _wrap_sync(self, func: F) -> F:
         @functools.wraps(func)
         def tracked(*args: Any, **kwargs: Any) -> Any:
-            call = Call(time.perf_counter())
+            call = Call(self._clock())
             token = _current.set(call)
             try:
                 result = func(*args, **kwargs)
@@ -266,7 +270,7 @@ class _Tracker:
     def _wrap_async(self, func: F) -> F:
         @functools.wraps(func)
         async def tracked(*args: Any, **kwargs: Any) -> Any:
-            call = Call(time.perf_counter())
+            call = Call(self._clock())
             token = _current.set(call)
             try:
                 result = await func(*args, **kwargs)
@@ -282,7 +286,7 @@ class _Tracker:
     def __enter__(self) -> Call:
         if self._entered is None:  # per context, so one tracker may be entered by many tasks at once
             self._entered = contextvars.ContextVar(f"mlcost_tracker_{id(self)}", default=())
-        call = Call(time.perf_counter())
+        call = Call(self._clock())
         token = _current.set(call)
         self._entered.set((*self._entered.get(), (call, token)))
         return call
@@ -332,8 +336,8 @@ class _Tracker:
             _current.reset(token)
         except (ValueError, RuntimeError):  # ended in another context, or the token was used
             pass
-        elapsed = time.perf_counter() - call.start
-        if elapsed > 0:
+        elapsed = self._clock() - call.start
+        if 0 < elapsed < math.inf:  # an injected clock may go back or misbehave
             self._counters.busy.inc(elapsed)
 
     def _count_tokens(self, call: Call, result: Any) -> None:
@@ -346,7 +350,7 @@ class _Tracker:
             self._count(self._counters.generation, generation)
 
     def _count(self, counter: Any, reported: Any) -> None:
-        for value in reported if isinstance(reported, list) else (reported,):
+        for value in reported if type(reported) is _Several else (reported,):
             number, refused = _token_count(value)
             if refused is not None:
                 self._counters.refuse(refused)
@@ -381,7 +385,8 @@ class _Tracker:
 
 
 def track_cost(model: str, version: str = DEFAULT_VERSION, *, registry: CollectorRegistry = REGISTRY,
-               usage: UsageCallback | None = None, cache_hit: CacheHitCallback | None = None) -> _Tracker:
+               usage: UsageCallback | None = None, cache_hit: CacheHitCallback | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> _Tracker:
     """Count calls, busy seconds, tokens and cache hits of a function or a block, for one model.
 
     Tokens come from the call's reports (`Call.tokens`, `report`), else from `usage(result)` (a
@@ -389,7 +394,7 @@ def track_cost(model: str, version: str = DEFAULT_VERSION, *, registry: Collecto
     `result.usage`. A hit comes from `Call.cache_hit`, `report`, `cache_hit(result)` or
     `result.cache_hit is True`.
     """
-    return _Tracker(model, version, registry, usage, cache_hit)
+    return _Tracker(model, version, registry, usage, cache_hit, clock)
 
 
 def start_http_server(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> Any:
