@@ -230,7 +230,7 @@ def report(prompt_tokens: Any = None, generation_tokens: Any = None, cache_hit: 
     call = _current.get()
     if call is not None:
         call.tokens(prompt_tokens, generation_tokens)
-        if cache_hit:
+        if cache_hit is True:
             call.cache_hit()
 
 

@@ -331,6 +331,33 @@ def test_a_hostile_result_or_callback_never_reaches_the_caller(registry, options
     assert tokens_of(registry, "prompt") == 0.0
 
 
+class Broken:
+    """A counter child whose every increment raises, as a full disk under PROMETHEUS_MULTIPROC_DIR would."""
+
+    def inc(self, amount=1):
+        raise OSError("No space left on device")
+
+
+def test_a_failing_counter_never_reaches_the_caller(registry):
+    tracker = track_cost("chat", "v2", registry=registry)
+    for name in ("success", "cancelled", "busy", "prompt", "generation", "hits"):
+        setattr(tracker._counters, name, Broken())
+    tracker._counters._errors["ValueError"] = Broken()
+    raised = ValueError("the caller's own")
+
+    @tracker
+    def serve(fail):
+        if fail:
+            raise raised
+        return {"usage": {"prompt_tokens": 1}, "cache_hit": True}
+
+    assert serve(False) == {"usage": {"prompt_tokens": 1}, "cache_hit": True}
+    with pytest.raises(ValueError) as caught:
+        serve(True)
+    assert caught.value is raised
+    assert current_call() is None
+
+
 def test_calls_from_a_thread_pool_are_all_counted_exactly(registry):
     @track_cost("chat", "v2", registry=registry)
     def complete(i):
