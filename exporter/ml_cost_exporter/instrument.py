@@ -394,6 +394,8 @@ def track_cost(model: str, version: str = DEFAULT_VERSION, *, registry: Collecto
     `result.usage`. A hit comes from `Call.cache_hit`, `report`, `cache_hit(result)` or
     `result.cache_hit is True`.
     """
+    if callable(model):
+        raise TypeError("track_cost needs the model: write @track_cost(model=...), not @track_cost")
     return _Tracker(model, version, registry, usage, cache_hit, clock)
 
 

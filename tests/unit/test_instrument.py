@@ -385,6 +385,11 @@ def test_generators_are_refused_when_decorated_not_when_called():
         track_cost("chat", "v2", registry=CollectorRegistry())(stream)
 
 
+def test_a_bare_decorator_without_the_model_is_refused_when_decorating():
+    with pytest.raises(TypeError, match=r"write @track_cost\(model=\.\.\.\)"):
+        track_cost(lambda: None)
+
+
 def test_exiting_a_tracker_never_entered_counts_nothing(registry):
     tracker = track_cost("chat", "v2", registry=registry)
     tracker.__exit__(None, None, None)
