@@ -46,7 +46,7 @@ def test_every_alert_has_a_firing_test_and_the_contract_fields():
     assert set(alerts) == {
         "MLCostBudgetBurnFast", "MLCostBudgetBurnSlow", "MLCostBudgetThresholdReached", "MLCostBudgetForecastExceeded",
         "MLCostPer1kAboveTarget", "MLCostGPUIdleHigh", "MLCostExporterDown", "MLCostCollectorFailing",
-        "MLCostSourceDown", "MLCostGPUNotVisible", "MLCostTrainingForecastOverBudget", "Watchdog"}
+        "MLCostSourceDown", "MLCostGPUNotVisible", "MLCostTrainingForecastOverBudget", "MLCostAnomaly", "Watchdog"}
     tested = "".join(p.read_text() for p in (PROMETHEUS / "tests").glob("*.test.yml"))
     for name, rules in alerts.items():
         assert f"alertname: {name}\n        exp_alerts:\n          - exp_labels" in tested, f"{name} has no firing test"
