@@ -24,7 +24,9 @@ QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens
 WORK_QUANTITIES = ("prompt_tokens", "generation_tokens", "compute_seconds")
 # Token economics (docs/tokens.md): phase timing and prompt tokens served from the prefix cache.
 PHASE_QUANTITIES = ("prefill_seconds", "decode_seconds", "cached_prompt_tokens")
-QUANTITIES = (*QUANTITIES, *PHASE_QUANTITIES)
+# Successful requests a response cache answered without model work (they are among `requests`).
+CACHE_QUANTITIES = ("cache_hits",)
+QUANTITIES = (*QUANTITIES, *PHASE_QUANTITIES, *CACHE_QUANTITIES)
 # What a training job reports about its progress; a preset needs requests or one of these.
 PROGRESS_QUANTITIES = ("samples", "steps", "epochs")
 # A drop in these is a job restarted (often resumed from a checkpoint with its counters restored), not

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from ml_cost_exporter.config.presets import PHASE_QUANTITIES
 from ml_cost_exporter.config.schema import Config
 from ml_cost_exporter.config.units import ModelKey
+from ml_cost_exporter.cost.cache import CacheSavings, CacheSavingsSnapshot
 from ml_cost_exporter.cost.energy import EnergyAccount, EnergySnapshot
 from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, IntervalCost, LedgerSnapshot, Usage
 from ml_cost_exporter.cost.pricing import CostRates
@@ -55,6 +56,7 @@ class BooksSnapshot:
     tenants: TenantSnapshot
     energy: EnergySnapshot
     training: TrainingSnapshot
+    cache: CacheSavingsSnapshot
     values: Quantities  # the last current value of every quantity read, per model
 
 
@@ -106,13 +108,14 @@ class Books:
         self.tenants = TenantLedger(models, _max_tenants(config), _pinned_tenants(config))
         self.energy = EnergyAccount(models, config.energy, window)
         self.training = TrainingAccount(config.models, window)
+        self.cache = CacheSavings()
         self._config = config
         self._values: Quantities = {}
 
     def sections(self) -> dict[str, object]:
         """The accounts by their checkpoint section name."""
         return {"ledger": self.ledger, "tokens": self.tokens, "tenants": self.tenants, "energy": self.energy,
-                "training": self.training}
+                "training": self.training, "cache": self.cache}
 
     def reconfigure(self, config: Config, rates: CostRates, now: float) -> None:
         """Adopt a new config or new prices: totals of models and budgets that remain are kept."""
@@ -124,6 +127,7 @@ class Books:
         self.tenants.reconfigure(models, _max_tenants(config), _pinned_tenants(config))
         self.energy.reconfigure(models, config.energy, window)
         self.training.reconfigure(config.models, window)
+        self.cache.keep(set(models))
 
     def reprice(self, config: Config, rates: CostRates, now: float) -> None:
         """New prices for the same config (GPUs appeared or went away): only the ledger's rates change."""
@@ -140,6 +144,9 @@ class Books:
         epochs = {key: q["epochs"] for key, q in measurement.deltas.items() if "epochs" in q}
         self.energy.record(interval, measurement.gpu_energy_joules, usage.requests, epochs)
         self.training.record(interval, measurement.deltas, measurement.values)
+        hits = {key: q["cache_hits"] for key, q in measurement.deltas.items() if "cache_hits" in q}
+        if hits:
+            self.cache.add(interval, usage.requests, hits)
         self._values = measurement.values
         return interval
 
@@ -162,7 +169,7 @@ class Books:
     def snapshot(self, now: float) -> BooksSnapshot:
         ledger = self.ledger.snapshot(now)
         return BooksSnapshot(ledger, self.tokens.snapshot(now), self.tenants.snapshot(), self.energy.snapshot(now),
-                             self.training.snapshot(job_cost(ledger)), self._values)
+                             self.training.snapshot(job_cost(ledger)), self.cache.snapshot(), self._values)
 
 
 def sum_quantities(parts: Iterable[Quantities]) -> dict[ModelKey, dict[str, float]]:

@@ -15,7 +15,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ml_cost_exporter.cost.ledger import IntervalCost, ModelKey
+from ml_cost_exporter.config.units import ModelKey
+from ml_cost_exporter.cost.ledger import IntervalCost
+
+STATE_VERSION = 1
 
 
 def _counted(value: float) -> bool:
@@ -97,3 +100,36 @@ class CacheSavings:
         with self._lock:
             self._totals = {k: v for k, v in snapshot.savings_usd_total.items() if _counted(v)}
             self._per_request = {k: v for k, v in snapshot.cost_per_request_usd.items() if _counted(v)}
+
+    def keep(self, models: set[ModelKey]) -> None:
+        """Adopt a new config: totals of models that remain are kept, the rest dropped."""
+        with self._lock:
+            self._totals = {k: v for k, v in self._totals.items() if k in models}
+            self._per_request = {k: v for k, v in self._per_request.items() if k in models}
+
+    # --- checkpoint (section "cache") ---------------------------------------------
+    def export_state(self) -> dict:
+        with self._lock:
+            return {"version": STATE_VERSION,
+                    "savings": [[*key, value] for key, value in sorted(self._totals.items())],
+                    "per_request": [[*key, value] for key, value in sorted(self._per_request.items())]}
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from a checkpoint's section; ValueError, changing nothing, on anything but counts."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError("cache: unknown state version")
+        totals, per_request = _rows(state.get("savings")), _rows(state.get("per_request"))
+        with self._lock:
+            self._totals, self._per_request = totals, per_request
+
+
+def _rows(rows: object) -> dict[ModelKey, float]:
+    if not isinstance(rows, list):
+        raise ValueError("cache: expected a list of [model, version, value] rows")
+    out = {}
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row[:2])
+                and _counted(row[2])):
+            raise ValueError("cache: a row is not [model, version, a finite non-negative number]")
+        out[(row[0], row[1])] = float(row[2])
+    return out

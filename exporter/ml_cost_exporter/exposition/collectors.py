@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from ml_cost_exporter import __version__
 from ml_cost_exporter.cost.ledger import IDLE_RESOURCES
 from ml_cost_exporter.exposition.energy import energy_families
+from ml_cost_exporter.exposition.families import family
 from ml_cost_exporter.exposition.tokens import token_families
 from ml_cost_exporter.exposition.training import quality_families, training_families
 from ml_cost_exporter.sampling import StepStatus
@@ -76,6 +77,11 @@ def cost_families(state: State) -> Iterator[Metric]:
     for labels, value in sorted(snapshot.failed_requests_total.items()):
         failed.add_metric(list(labels), value)
     yield failed
+
+    yield family(CounterMetricFamily, "mlcost_cache_savings_usd",
+                 "What the requests a response cache answered would have cost at the model's measured cost per "
+                 "request that did model work, USD (a saving, never part of cost).", ["model", "version"],
+                 state.books.cache.savings_usd_total)
 
     tokens = CounterMetricFamily("mlcost_tokens", "Tokens processed, from the inference server.",
                                  labels=["model", "version", "kind"])

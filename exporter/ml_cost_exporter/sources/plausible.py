@@ -25,7 +25,7 @@ LOG_EVERY_SECONDS = 60.0
 DEFAULT_MAX_INCREASE_PER_SECOND = MappingProxyType({
     "requests": 1e5, "failed_requests": 1e5, "samples": 1e7, "steps": 1e4, "epochs": 1e3,
     "prompt_tokens": 1e8, "generation_tokens": 1e8, "cached_prompt_tokens": 1e8, "training_tokens": 1e8,
-    "compute_seconds": 1e4, "prefill_seconds": 1e4, "decode_seconds": 1e4,
+    "cache_hits": 1e5, "compute_seconds": 1e4, "prefill_seconds": 1e4, "decode_seconds": 1e4,
     "input": 1e8, "output": 1e8, "total": 1e8,  # a gateway's token kinds
 })
 FALLBACK_MAX_INCREASE_PER_SECOND = 1e8

@@ -89,7 +89,7 @@ CASES = {
     # ml_cost_exporter.instrument's counters, rendered by prometheus_client.
     "python": ("python.txt", [("chat", "chat"), ("embed", "embed")],
                {"chat": {"requests": 40, "failed_requests": 4, "prompt_tokens": 5200, "generation_tokens": 9100,
-                         "compute_seconds": 18.5},
+                         "compute_seconds": 18.5, "cache_hits": 12},
                 "embed": {"requests": 25, "failed_requests": 2, "prompt_tokens": 800, "compute_seconds": 1.25}}),
 }
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^\n]*\})?([ \t]+)(\S+)", re.MULTILINE)
