@@ -166,11 +166,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     def shutdown(*_: object) -> None:
         stop.set()
-        runtime.request_reload()  # wakes the loop; it sees `stop` and leaves
+        runtime.request_stop()  # no source is waited for any more; the loop wakes, sees `stop` and leaves
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     runtime.run(stop)
+    log.info("stopping: accruing up to now%s", ", writing the checkpoint" if args.storage_path else "")
     try:
         runtime.tick()  # the last interval's cost, up to the moment of stopping
     except Exception:

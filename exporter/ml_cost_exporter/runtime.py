@@ -115,7 +115,7 @@ class Runtime:
 
     # --- pricing and the config file ----------------------------------------------
     def _price(self, config: Config) -> CostRates:
-        allocation = resolve_allocation(config, seen_gpus(self.sampler.last_gpu), discover_host(self._cgroup_root))
+        allocation = resolve_allocation(config, seen_gpus(self.sampler.last_good_gpu), discover_host(self._cgroup_root))
         return price_allocation(config, allocation)
 
     def _digest(self) -> str | None:
@@ -159,6 +159,12 @@ class Runtime:
         self._reload_requested = True
         self._wake.set()
 
+    def request_stop(self) -> None:
+        """Stop waiting for slow sources and wake the loop (safe from a signal handler); `run` returns once
+        its `stop` event is set."""
+        self.sampler.stop_waiting()
+        self._wake.set()
+
     def reload(self) -> bool:
         """Load the config file again; on any error keep the last good config."""
         try:
@@ -181,8 +187,15 @@ class Runtime:
         return True
 
     def check_config_changed(self) -> None:
+        """Reload when the file changed; a file that is gone keeps the last good config, said once."""
         digest = self._digest()
-        if digest is not None and digest != self._config_digest:
+        if digest is None and self._config_digest is not None:
+            log.error("config file %s is gone or unreadable: keeping the last good config", self.config_path)
+            self._config_digest = None
+            with self._lock:
+                self._reload = ReloadStatus(False, self._reload.timestamp)
+                self._publish(self._state.at)
+        elif digest is not None and digest != self._config_digest:
             self._config_digest = digest
             self.request_reload()
 

@@ -140,6 +140,7 @@ class Sampler:
         self.gpu_source: GpuSource | None = None
         self._gpu_worker: DeadlineWorker | None = None
         self.last_gpu: GpuSample | None = None
+        self.last_good_gpu: GpuSample | None = None  # prices the GPUs while the source fails
         self.last_process: ProcessSample | None = None
         self.process_source = ProcessSource(config.processes) if "process" in enabled else None
         self._servers = _Pool()
@@ -252,15 +253,20 @@ class Sampler:
         if not sample.ok:
             log.debug("gpu: %s", sample.error)
         self.last_gpu = sample
+        if sample.ok:
+            self.last_good_gpu = sample
         environ = os.environ if self._environ is None else self._environ
         self.gpu_mismatch.check(self._config, sample, self.gpu_source, environ, self._process_gpus)
         return sample
 
     def gpu_signature(self) -> tuple:
-        """The GPUs last seen, by identity: a change reprices the allocation."""
-        if self.last_gpu is None or not self.last_gpu.ok:
+        """The GPUs last read successfully, by identity: a change reprices the allocation.
+
+        A failing read changes nothing: a GPU that was priced stays priced while its source is down.
+        """
+        if self.last_good_gpu is None:
             return ()
-        return tuple((g.uuid, g.name) for g in self.last_gpu.gpus)
+        return tuple((g.uuid, g.name) for g in self.last_good_gpu.gpus)
 
     # --- health and shutdown ------------------------------------------------------
     def health(self) -> SamplingHealth:
@@ -276,6 +282,15 @@ class Sampler:
         sources.update(self._gateways.health())
         return SamplingHealth(dict(self._steps), sources, gpu.name if gpu is not None else None,
                               self.gpu_mismatch.active)
+
+    def stop_waiting(self) -> None:
+        """From now on no read is waited for: a stopping exporter accrues and checkpoints at once.
+
+        Safe from a signal handler: it only sets flags and wakes the waits.
+        """
+        workers = [*self._servers.workers.values(), *self._gateways.workers.values()]
+        for worker in (*workers, *([self._gpu_worker] if self._gpu_worker is not None else [])):
+            worker.interrupt()
 
     def close(self) -> None:
         if self._gpu_worker is not None:

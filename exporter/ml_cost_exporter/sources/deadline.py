@@ -28,6 +28,7 @@ class DeadlineWorker(Generic[T]):
         self._running = False
         self._done: list[T] = []
         self._closed = False
+        self._interrupted = False
         self._thread: threading.Thread | None = None
 
     def _ensure_thread(self) -> None:
@@ -74,9 +75,17 @@ class DeadlineWorker(Generic[T]):
         read from an earlier collection.
         """
         with self._lock:
-            finished = self._lock.wait_for(lambda: not self._running and not self._requested, max(timeout, 0.0))
+            finished = self._lock.wait_for(lambda: self._interrupted or (not self._running and not self._requested),
+                                           max(timeout, 0.0))
+            finished = finished and not self._running and not self._requested
             results, self._done = self._done, []
         return finished and not self._closed, results
+
+    def interrupt(self) -> None:
+        """Stop waiting for reads from now on (the exporter is stopping); a read under way finishes on its own."""
+        with self._lock:
+            self._interrupted = True
+            self._lock.notify_all()
 
     def read(self, timeout: float) -> tuple[bool, list[T]]:
         """`start()` then `collect(timeout)`."""

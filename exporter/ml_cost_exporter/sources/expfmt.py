@@ -70,3 +70,16 @@ def iter_samples(text: str, pattern: SamplePattern) -> Iterator[tuple[str, str, 
         rest = _REST.match(text, found.end(), end)
         if rest is not None:
             yield found.group(0), rest.group(1) or "", rest.group(2)
+
+
+def not_metrics(text: str) -> str | None:
+    """Why a body is not a metrics exposition at all (an HTML page, say), or None where it may be one.
+
+    A login page or a proxy's error page answered with 200 must not read as a server that served nothing.
+    """
+    head = text[:512].lstrip().lower()
+    if head.startswith(("<!doctype", "<html", "<?xml", "<head", "<body")):
+        return "the body is an HTML page, not metrics (is the URL the metrics path, behind no login?)"
+    if head.startswith(("{", "[")):
+        return "the body is JSON, not the Prometheus text format"
+    return None

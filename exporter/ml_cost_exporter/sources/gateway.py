@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.config.units import ModelKey
-from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
+from ml_cost_exporter.sources.expfmt import iter_samples, not_metrics, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch
 from ml_cost_exporter.sources.plausible import (
     DEFAULT_PLAUSIBILITY,
@@ -93,6 +93,11 @@ class GatewaySource:
         except FetchError as exc:
             self._backoff.failed(now, str(exc))
             self.last_reading = GatewayReading(ok=False, error=str(exc))
+            return self.last_reading
+        unusable = next((f"{replica}: {why}" for replica, text in texts if (why := not_metrics(text))), None)
+        if unusable is not None:
+            self._backoff.failed(now, unusable)
+            self.last_reading = GatewayReading(ok=False, error=unusable)
             return self.last_reading
         self._backoff.succeeded()
         self.last_reading = self._ingest(texts, now)

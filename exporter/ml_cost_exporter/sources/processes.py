@@ -33,6 +33,7 @@ class ProcessSample:
     error: str | None = None
 
 
+NO_PROCESS = "no serving process is visible (the selection, hidepid, or a pod without shareProcessNamespace)"
 PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread
 COMM_LENGTH = 15  # the kernel truncates a process name to this many bytes
 
@@ -171,4 +172,8 @@ class ProcessSource:
         self._cpu = current
         self._sampled_once = True
         self._total += delta
+        if not current:
+            # Nothing measured is not a measurement of nothing: a hidden /proc (hidepid), a pod without
+            # shareProcessNamespace, or a selection that matches no process. The total stays where it was.
+            return ProcessSample(False, 0, self._total, 0.0, 0.0, error=NO_PROCESS)
         return ProcessSample(True, len(current), self._total, delta, rss)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ml_cost_exporter.config.presets import BASELINE_ON_RESET, GAUGE_QUANTITIES, LabelFilters
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.config.units import ModelKey
-from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
+from ml_cost_exporter.sources.expfmt import iter_samples, not_metrics, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
 from ml_cost_exporter.sources.plausible import (
     DEFAULT_PLAUSIBILITY,
@@ -139,6 +139,11 @@ class ServerSource:
         except FetchError as exc:
             self._backoff.failed(now, str(exc))
             self.last_reading = ServerReading(ok=False, error=str(exc))
+            return self.last_reading
+        unusable = not_metrics(text)
+        if unusable is not None:
+            self._backoff.failed(now, unusable)
+            self.last_reading = ServerReading(ok=False, error=unusable)
             return self.last_reading
         self._backoff.succeeded()
         reading = self._ingest(text, now)

@@ -38,7 +38,7 @@ def test_cpu_time_of_selected_processes_accrues_from_a_baseline(busy_child):
 
 def test_selection_by_name_and_the_exporter_never_counts_itself():
     by_name = ProcessSource(ProcessSelection(("no-such-process-name",), ())).sample()
-    assert by_name.ok and by_name.count == 0
+    assert not by_name.ok and by_name.count == 0 and "no serving process is visible" in by_name.error
     # A process with a unique marker in its argv selects itself: the source excludes its own process.
     marker = f"mlcost-self-{uuid.uuid4().hex}"
     code = ("import re, sys\n"
