@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m ml_cost_exporter.demo.stack "$@"
+exec .venv/bin/python -m demo.stack "$@"

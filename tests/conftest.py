@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from harness.net import free_port, wait_until
+
+__all__ = ["free_port", "wait_until"]  # the tests import them from here
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
@@ -47,28 +48,6 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_794_787_200.0)  # 2026-11-16T00:00:00Z, a Monday
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05,
-               what: str = "condition") -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except Exception as exc:  # the thing polled may not be up yet
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
 class FakeNvml:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ml_cost_exporter.demo.stackconfig import prometheus_config
-from tests.conftest import free_port, wait_until
+from harness.stackconfig import prometheus_config
+from tests.conftest import REPO, free_port, wait_until
 
 
 class Processes:
@@ -22,7 +22,8 @@ class Processes:
 
     def start(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self._log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                   cwd=REPO)  # `python -m demo.server` finds demo/ there
         process.log_path = self._log_dir / f"{name}.log"
         self._started.append(process)
         return process
@@ -47,7 +48,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def start_demo_server(processes: Processes, models: str = "chat,embed", rps: float = 40.0) -> str:
     port = free_port()
-    processes.start("demo", [sys.executable, "-m", "ml_cost_exporter.demo.server", "--listen-address",
+    processes.start("demo", [sys.executable, "-m", "demo.server", "--listen-address",
                              f"127.0.0.1:{port}", "--models", models, "--load-rps", str(rps)])
     url = f"http://127.0.0.1:{port}/metrics"
     wait_until(lambda: requests.get(url, timeout=1).ok, what="the demo server")

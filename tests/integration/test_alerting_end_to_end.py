@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ml_cost_exporter.demo.stackconfig import alertmanager_config
+from harness.stackconfig import alertmanager_config
 from tests.conftest import free_port, wait_until
 from tests.integration.conftest import start_demo_server, start_exporter, start_prometheus
 

@@ -6,14 +6,14 @@ import sys
 
 import psutil
 
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 
 def test_the_demo_prints_urls_and_status_lines_and_leaves_nothing_running():
     ports = {name: free_port() for name in ("exporter", "server", "prometheus", "alertmanager", "sink")}
     args = [f"--{name}-port={port}" for name, port in ports.items()]
-    result = subprocess.run([sys.executable, "-m", "ml_cost_exporter.demo.stack", *args, "--every", "2",
-                             "--duration", "9"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "demo.stack", *args, "--every", "2",
+                             "--duration", "9"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for url in (f"http://127.0.0.1:{ports['exporter']}/metrics", f"http://127.0.0.1:{ports['prometheus']}/graph",

@@ -1,4 +1,4 @@
-"""`mlcost` against real Prometheus and Alertmanager holding a backfilled month (tests/integration/mlcost_history)."""
+"""`mlcost` against real Prometheus and Alertmanager holding a backfilled month (harness/mlcost_history)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness import mlcost_history
 from ml_cost_exporter.decide.main import main
 from tests.conftest import FIXTURES, free_port, wait_until
-from tests.integration import mlcost_history
 from tests.integration.conftest import Processes
 
 GOLDEN = FIXTURES / "golden" / "mlcost"

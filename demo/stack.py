@@ -20,8 +20,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ml_cost_exporter.demo.stackconfig import REPO, alertmanager_config, prometheus_config
-from ml_cost_exporter.demo.webhook_sink import start_sink
+from demo.webhook_sink import start_sink
+from harness.stackconfig import REPO, alertmanager_config, prometheus_config
 from ml_cost_exporter.sources.fetch import Fetcher, FetchError
 
 
@@ -78,7 +78,7 @@ class Stack:
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # finds demo/
         process.name = name
         self.started.append(process)
         return process
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     sink = start_sink(("127.0.0.1", args.sink_port), emit=lambda line: print(f"  >> {line}", flush=True))
     try:
-        server = stack.start("demo-server", [sys.executable, "-m", "ml_cost_exporter.demo.server", "--listen-address",
+        server = stack.start("demo-server", [sys.executable, "-m", "demo.server", "--listen-address",
                                              f"127.0.0.1:{args.server_port}", "--models", "chat,embed",
                                              "--load-rps", str(args.load_rps)])
         stack.wait_ready(f"http://127.0.0.1:{args.server_port}/health", server)

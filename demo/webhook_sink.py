@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m ml_cost_exporter.demo.webhook_sink", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo.webhook_sink", description=__doc__)
     parser.add_argument("--listen-address", default="127.0.0.1:9095")
     args = parser.parse_args(argv)
     host, _, port = args.listen_address.rpartition(":")
