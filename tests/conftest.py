@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.net import free_port, wait_until
+from tests.support import tiers
 
 __all__ = ["free_port", "wait_until"]  # the tests import them from here
 
@@ -20,6 +21,14 @@ REPO = TESTS.parent
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="Rewrite the saved expected /metrics files.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.register(config)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.apply(items)
 
 
 @pytest.fixture
