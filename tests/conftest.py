@@ -11,8 +11,11 @@ import pytest
 
 from harness.net import free_port, wait_until
 from tests.support import tiers
+from tests.support.binaries import processes
+from tests.support.http import loopback_server
 
-__all__ = ["free_port", "wait_until"]  # the tests import them from here
+# free_port and wait_until: the tests import them from here; the fixtures: every test may use them
+__all__ = ["free_port", "loopback_server", "processes", "wait_until"]
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"

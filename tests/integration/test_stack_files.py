@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import jsonschema
 import yaml
 
 from tests.conftest import FIXTURES, REPO
+from tests.support.binaries import tool
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -82,7 +82,7 @@ def test_alertmanager_config_service_writes_a_config_amtool_accepts(tmp_path):
     config = yaml.safe_load(generated.read_text())
     pager = next(r for r in config["receivers"] if r["name"] == "pager")
     assert pager["pagerduty_configs"][0]["url"] == f"{sink}/pagerduty"
-    check = subprocess.run([shutil.which("amtool"), "check-config", str(generated)], capture_output=True, text=True)
+    check = subprocess.run([tool("amtool"), "check-config", str(generated)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
