@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from harness import fake_nvml as fake_nvml_lib
 from harness.net import free_port, wait_until
 from tests.support import tiers
 from tests.support.binaries import processes
@@ -76,13 +74,8 @@ class FakeNvml:
 @pytest.fixture(scope="session")
 def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Compile the fake NVML with gcc and load it, so pynvml's dlopen by soname finds it."""
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is required to build the fake libnvidia-ml.so"
     lib_dir = tmp_path_factory.mktemp("fake-nvml")
-    library = lib_dir / "libnvidia-ml.so.1"
-    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wl,-soname,libnvidia-ml.so.1",
-                    "-o", str(library), str(TESTS / "fake_nvml" / "fake_nvml.c")], check=True)
-    ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    fake_nvml_lib.build_and_load(lib_dir)
     return lib_dir
 
 
