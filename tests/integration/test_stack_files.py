@@ -107,6 +107,7 @@ def test_the_demo_has_its_own_image_and_the_exporter_package_carries_none_of_it(
     demo = (REPO / "demo" / "Dockerfile").read_text()
     assert re.search(r"(?m)^USER 65532:65532$", demo)
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", re.findall(r"(?m)^FROM (\S+)", demo)[0])
+    assert re.findall(r"(?m)^COPY (\S+) ", demo) == ["demo", "harness"]  # from the repository root, the context
     assert not (REPO / "exporter" / "ml_cost_exporter" / "demo").exists()
     assert "demo" not in (REPO / "exporter" / "pyproject.toml").read_text().split("[project.scripts]")[1]
     for name in ("demo-server", "webhook-sink", "alertmanager-config"):
