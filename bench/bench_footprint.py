@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,13 +19,9 @@ from pathlib import Path
 import psutil
 import requests
 
+from harness.net import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_up(url: str) -> None:
@@ -56,7 +51,7 @@ def main() -> None:
     extra, demo = [], None
     if args.with_server:
         server_port = free_port()
-        demo = subprocess.Popen([sys.executable, "-m", "ml_cost_exporter.demo.server", "--listen-address",
+        demo = subprocess.Popen([sys.executable, "-m", "demo.server", "--listen-address",
                                  f"127.0.0.1:{server_port}", "--models", "chat,embed", "--load-rps", "50"],
                                 stderr=subprocess.DEVNULL)
         config = Path(tempfile.mkdtemp()) / "pricing.yaml"

@@ -19,8 +19,8 @@ from pathlib import Path
 import requests
 
 from bench.common import REPO
-from tests.conftest import free_port, wait_until
-from tests.integration import mlcost_history
+from harness import mlcost_history
+from harness.net import free_port, wait_until
 
 MODELS = 200
 START = datetime(2026, 3, 2, tzinfo=UTC).timestamp()

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,8 @@ from pathlib import Path
 
 import requests
 
-from ml_cost_exporter.demo.stackconfig import prometheus_config
+from harness.net import free_port
+from harness.stackconfig import prometheus_config
 
 CONFIG = """\
 allocation: {gpu: {type: h100, count: 1}, vcpus: 8, memory_gib: 64}
@@ -39,12 +39,6 @@ collection: {interval_seconds: 0.25}
 """
 COST_COUNTERS = ("mlcost_usd_total", "mlcost_idle_usd_total", "mlcost_budget_spend_usd_total",
                  "mlcost_requests_total")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait(condition, timeout: float = 60.0, what: str = "condition"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+from harness.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 START = 1735689600  # 2025-01-01T00:00:00Z
@@ -98,12 +99,6 @@ def recorded_period_to_date(series) -> dict[str, list[tuple[int, float]]]:
                 current = next(points, None)
             totals[budget][t] = totals[budget].get(t, 0.0) + grown
     return {b: sorted(points.items()) for b, points in totals.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(port: int, expr: str) -> tuple[int, float, float | None]:

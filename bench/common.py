@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import fake_nvml
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_fake_nvml(state_lines: list[str]) -> Path:
-    """Build the tests' fake libnvidia-ml.so, load it, and point it at a state file with these lines."""
+    """Build the fake libnvidia-ml.so (harness/fake_nvml), load it, and point it at a state file with these lines."""
     directory = Path(tempfile.mkdtemp(prefix="mlcost-bench-"))
-    library = directory / "libnvidia-ml.so.1"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wl,-soname,libnvidia-ml.so.1", "-o", str(library),
-                    str(REPO / "tests" / "fake_nvml" / "fake_nvml.c")], check=True)
     state = directory / "state.txt"
     state.write_text("\n".join(state_lines) + "\n")
     os.environ["FAKE_NVML_STATE"] = str(state)
-    ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    fake_nvml.build_and_load(directory, optimize="-O2")
     return directory
 
 

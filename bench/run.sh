@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Runs every benchmark and prints the figures (about 25 minutes; the restart runs take most).
-# Runs every benchmark and prints the figures (about 3 minutes, plus a few for bench_rules).
+# Sets up what the benchmarks need (scripts/setup.sh test), then runs every benchmark and prints the figures
+# (about 25 minutes; the restart runs take most). `make bench` runs this.
+# Usage: bash bench/run.sh [bench_footprint options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+esac
+bash scripts/setup.sh test
 .venv/bin/python -m bench.bench_render
 .venv/bin/python -m bench.bench_ingest
 .venv/bin/python -m bench.bench_time_to_page

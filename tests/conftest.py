@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from harness import fake_nvml as fake_nvml_lib
+from harness.net import free_port, wait_until
+from tests.support import tiers
+from tests.support.binaries import processes
+from tests.support.http import loopback_server
+
+# free_port and wait_until: the tests import them from here; the fixtures: every test may use them
+__all__ = ["free_port", "loopback_server", "processes", "wait_until"]
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
@@ -19,6 +22,14 @@ REPO = TESTS.parent
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="Rewrite the saved expected /metrics files.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.register(config)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.apply(items)
 
 
 @pytest.fixture
@@ -49,28 +60,6 @@ def clock() -> ManualClock:
     return ManualClock(1_794_787_200.0)  # 2026-11-16T00:00:00Z, a Monday
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05,
-               what: str = "condition") -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except Exception as exc:  # the thing polled may not be up yet
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
-
-
 class FakeNvml:
     """The compiled fake libnvidia-ml.so.1 and the state file that drives it."""
 
@@ -85,13 +74,8 @@ class FakeNvml:
 @pytest.fixture(scope="session")
 def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Compile the fake NVML with gcc and load it, so pynvml's dlopen by soname finds it."""
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is required to build the fake libnvidia-ml.so"
     lib_dir = tmp_path_factory.mktemp("fake-nvml")
-    library = lib_dir / "libnvidia-ml.so.1"
-    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wl,-soname,libnvidia-ml.so.1",
-                    "-o", str(library), str(TESTS / "fake_nvml" / "fake_nvml.c")], check=True)
-    ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    fake_nvml_lib.build_and_load(lib_dir)
     return lib_dir
 
 

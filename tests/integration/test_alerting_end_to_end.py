@@ -11,48 +11,23 @@ import re
 import shutil
 import signal
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ml_cost_exporter.demo.stackconfig import alertmanager_config
+from harness.stackconfig import alertmanager_config
 from tests.conftest import free_port, wait_until
-from tests.integration.conftest import start_demo_server, start_exporter, start_prometheus
+from tests.support.binaries import start_demo_server, start_exporter, start_prometheus
+from tests.support.http import LoopbackServer, Reply
 
 
-class Webhook:
+class Webhook(LoopbackServer):
     """Records what Alertmanager posts, by path."""
 
     def __init__(self) -> None:
-        self.posts: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with webhook.lock:
-                    webhook.posts.append((self.path, json.loads(body or b"{}")))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(lambda _: Reply(body=b"{}", content_type="application/json"), path="")
 
     def received(self, path: str) -> list[dict]:
-        with self.lock:
-            return [body for p, body in self.posts if p == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return [json.loads(request.body or b"{}") for request in super().received(path)]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import requests
 import yaml
 
 from tests.conftest import A100, GIB, REPO, wait_until
-from tests.integration.conftest import start_demo_server, start_exporter, start_prometheus
+from tests.support.binaries import start_demo_server, start_exporter, start_prometheus
 
 GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -118,7 +118,7 @@ PANEL_QUERIES = [(path.name, panel["title"], target["expr"])
 @pytest.fixture(scope="module")
 def live_prometheus(tmp_path_factory, fake_nvml_library):
     """The demo server, the exporter (one fake GPU) and Prometheus with the project's rules, for all panels."""
-    from tests.integration.conftest import Processes
+    from tests.support.binaries import Processes
 
     tmp_path = tmp_path_factory.mktemp("dashboards")
     processes = Processes(tmp_path)

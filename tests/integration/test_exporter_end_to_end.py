@@ -1,6 +1,5 @@
 """The exporter process beside a demo inference server process, with GPUs from the fake NVML."""
 
-import shutil
 import signal
 import subprocess
 import textwrap
@@ -9,7 +8,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import A100, GIB, wait_until
-from tests.integration.conftest import start_demo_server, start_exporter
+from tests.support.binaries import start_demo_server, start_exporter, tool
 
 
 def scrape(url: str) -> dict:
@@ -56,7 +55,7 @@ def test_exporter_prices_a_live_server_survives_bad_reloads_and_a_dead_server(
     assert value(samples, "mlcost_exporter_collector_success", collector="gpu") == 1.0
     assert value(samples, "mlcost_allocated_gpus") == 1.0
 
-    promtool = shutil.which("promtool")
+    promtool = tool("promtool")
     assert promtool, "promtool (Debian package prometheus) is required"
     body = requests.get(url, timeout=5).content
     check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)

@@ -10,6 +10,7 @@ import _jsonnet
 import yaml
 
 from tests.conftest import REPO
+from tests.support.binaries import tool
 
 MIXIN = REPO / "mixin"
 
@@ -102,7 +103,7 @@ def test_the_config_sets_thresholds_labels_and_links_and_promtool_accepts_it(tmp
     assert failing["annotations"]["runbook_url"].startswith("https://runbooks.example.com/")
     path = tmp_path / "mixin.rules.yml"
     path.write_text(yaml.safe_dump({"groups": out["alerts"]["groups"] + out["rules"]["groups"]}))
-    check = subprocess.run([shutil.which("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+    check = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

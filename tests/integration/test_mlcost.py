@@ -1,4 +1,4 @@
-"""`mlcost` against real Prometheus and Alertmanager holding a backfilled month (tests/integration/mlcost_history)."""
+"""`mlcost` against real Prometheus and Alertmanager holding a backfilled month (harness/mlcost_history)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from harness import mlcost_history
 from ml_cost_exporter.decide.main import main
 from tests.conftest import FIXTURES, free_port, wait_until
-from tests.integration import mlcost_history
-from tests.integration.conftest import Processes
+from tests.support.binaries import Processes
+from tests.support.http import Reply
 
 GOLDEN = FIXTURES / "golden" / "mlcost"
 WINDOW = ["--since", "14d", "--until", "2026-04-01"]
@@ -214,27 +213,13 @@ def test_an_empty_window_is_one_line_and_status_2(stack, capsys) -> None:
     assert err.count("\n") == 1 and "no cost recorded between 2025-12-25T00:00:00Z" in err
 
 
-class _Refuse(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(401)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.mark.parametrize("command", [["report"], ["recommend"], ["budgets"], ["estimate", "--gpu", "l4",
                                                                              "--hours", "1", "--like", "chat"]])
-def test_unreachable_or_unauthorized_prometheus_is_status_3(capsys, command: list[str]) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        for url, words in ((f"http://127.0.0.1:{free_port()}", "unreachable"),
-                           (f"http://127.0.0.1:{server.server_address[1]}", "HTTP 401")):
-            status, out, err = mlcost(None, capsys, *command, "--prometheus.url", url, "--query.timeout", "3s")
-            assert status == 3 and out == "" and err.count("\n") == 1 and words in err, err
-    finally:
-        server.shutdown()
+def test_unreachable_or_unauthorized_prometheus_is_status_3(capsys, loopback_server, command: list[str]) -> None:
+    refusing = loopback_server(lambda _: Reply(401), path="")
+    for url, words in ((f"http://127.0.0.1:{free_port()}", "unreachable"), (refusing.base, "HTTP 401")):
+        status, out, err = mlcost(None, capsys, *command, "--prometheus.url", url, "--query.timeout", "3s")
+        assert status == 3 and out == "" and err.count("\n") == 1 and words in err, err
 
 
 def test_console_script_never_prints_a_traceback(stack) -> None:

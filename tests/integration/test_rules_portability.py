@@ -2,12 +2,12 @@
 
 import json
 import re
-import shutil
 import subprocess
 
 import yaml
 
 from tests.conftest import REPO
+from tests.support.binaries import tool
 
 RULES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
 # A range selector or subquery with its optional offset: `metric{...}[1h] offset 1h`.
@@ -52,7 +52,7 @@ def test_rules_use_only_features_every_ruler_evaluates():
 
 def test_every_rule_expression_parses_in_the_rulers_promql_dialect(tmp_path):
     """Each expression alone through promtool 2.42, the engine Thanos 0.31 and Mimir 2.7 rulers embed."""
-    promtool = shutil.which("promtool")
+    promtool = tool("promtool")
     assert promtool
     for index, rule in enumerate(rules()):
         single = tmp_path / f"r{index}.yml"

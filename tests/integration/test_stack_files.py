@@ -2,14 +2,15 @@
 
 import json
 import re
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import yaml
 
 from tests.conftest import FIXTURES, REPO
+from tests.support.binaries import tool
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -24,10 +25,17 @@ def test_compose_file_validates_against_the_compose_specification_schema():
     assert list(validator.iter_errors(broken)), "the schema must reject a malformed file"
 
 
+def dockerfile_of(service: dict) -> Path:
+    build = service["build"]
+    if isinstance(build, str):
+        return REPO / build / "Dockerfile"
+    return REPO / build["context"] / build.get("dockerfile", "Dockerfile")
+
+
 def test_every_bind_mount_and_build_context_exists():
     for name, service in SERVICES.items():
-        if isinstance(service.get("build"), str):
-            assert (REPO / service["build"] / "Dockerfile").is_file(), name
+        if "build" in service:
+            assert dockerfile_of(service).is_file(), name
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
@@ -66,14 +74,15 @@ def test_scrape_targets_alertmanagers_and_datasources_name_services_and_ports_of
 def test_alertmanager_config_service_writes_a_config_amtool_accepts(tmp_path):
     command = SERVICES["alertmanager-config"]["command"]
     sink = command[command.index("--sink") + 1]
-    result = subprocess.run([sys.executable, "-m", "ml_cost_exporter.demo.stackconfig", "--repo", str(REPO),
-                             "--out", str(tmp_path), "--sink", sink], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "harness.stackconfig", "--repo", str(REPO),
+                             "--out", str(tmp_path), "--sink", sink],
+                            capture_output=True, text=True, check=True, cwd=REPO)
     generated = tmp_path / "alertmanager.yml"
     assert result.stdout.strip() == str(generated)
     config = yaml.safe_load(generated.read_text())
     pager = next(r for r in config["receivers"] if r["name"] == "pager")
     assert pager["pagerduty_configs"][0]["url"] == f"{sink}/pagerduty"
-    check = subprocess.run([shutil.which("amtool"), "check-config", str(generated)], capture_output=True, text=True)
+    check = subprocess.run([tool("amtool"), "check-config", str(generated)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -90,3 +99,16 @@ def test_dockerfile_builds_small_non_root_read_only_friendly_images():
     assert not re.search(r"apt-get|apk add|gcc|build-essential", final), "no build tools in the final image"
     assert re.search(r'(?m)^ENTRYPOINT \["ml-cost-exporter"\]$', final)
     assert "EXPOSE 9945" in final
+
+
+def test_the_demo_has_its_own_image_and_the_exporter_package_carries_none_of_it():
+    built = {name: dockerfile_of(service) for name, service in SERVICES.items() if "build" in service}
+    assert built == {"exporter": REPO / "exporter" / "Dockerfile", "demo-server": REPO / "demo" / "Dockerfile"}
+    demo = (REPO / "demo" / "Dockerfile").read_text()
+    assert re.search(r"(?m)^USER 65532:65532$", demo)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", re.findall(r"(?m)^FROM (\S+)", demo)[0])
+    assert re.findall(r"(?m)^COPY (\S+) ", demo) == ["demo", "harness"]  # from the repository root, the context
+    assert not (REPO / "exporter" / "ml_cost_exporter" / "demo").exists()
+    assert "demo" not in (REPO / "exporter" / "pyproject.toml").read_text().split("[project.scripts]")[1]
+    for name in ("demo-server", "webhook-sink", "alertmanager-config"):
+        assert SERVICES[name]["image"] == "ml-cost-demo:local", name

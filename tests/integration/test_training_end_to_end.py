@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from tests.conftest import A100, GIB, REPO, free_port, wait_until
-from tests.integration.conftest import start_exporter
 from tests.integration.test_exporter_end_to_end import scrape, value
+from tests.support.binaries import start_exporter
 
 LOOP = REPO / "exporter" / "examples" / "training_loop.py"
 JOB = {"model": "toy-regression", "version": "run-1"}

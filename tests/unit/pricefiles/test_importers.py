@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from ml_cost_exporter.pricefiles import aws, azure, gcp
 from ml_cost_exporter.pricefiles.command import add_update_command, main
 from ml_cost_exporter.pricefiles.common import Reader
 from tests.conftest import FIXTURES
+from tests.support.http import LoopbackServer, Reply, Request
 
 PRICEFILES = FIXTURES / "pricefiles"
 AWS_FILE = PRICEFILES / "aws-ec2-us-east-1.json"
@@ -58,29 +57,15 @@ def test_gcp_skus_compose_a_machine_from_its_core_ram_and_gpu_parts():
     assert gcp.read_prices(Reader(), [str(p) for p in GCP_PAGES], "europe-west1", known("gcp")) == []
 
 
-class PriceServer:
+class PriceServer(LoopbackServer):
     """Serves fixture pages on loopback the way the providers' APIs page them."""
 
     def __init__(self) -> None:
-        outer = self
-        self.requests: list[str] = []
+        super().__init__(self.answer, path="")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                body = outer.body(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body or b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, request: Request) -> Reply:
+        body = self.body(request.path)
+        return Reply(200 if body is not None else 404, body or b"{}", "application/json")
 
     def body(self, path: str) -> bytes | None:
         if path.startswith("/offers/"):
@@ -95,9 +80,6 @@ class PriceServer:
             return GCP_PAGES[1 if "pageToken=AJ1Fm9mZf0LZvnW3pRk2" in path else 0].read_bytes()
         return None
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -115,8 +97,8 @@ def test_urls_give_the_same_prices_as_files_following_next_page_link_and_page_to
     assert prices(azure, [az_url], "eastus") == prices(azure, AZURE_PAGES, "eastus")
     assert prices(gcp, [f"{base}/v1/services/6F81-5844-456A/skus?currencyCode=USD&key=k"], "us-central1") == \
         prices(gcp, GCP_PAGES, "us-central1")
-    assert any("%20eq%20" in r for r in price_server.requests)  # the OData filter went out percent-encoded
-    assert sum("/skus" in r for r in price_server.requests) == 2
+    assert any("%20eq%20" in r.path for r in price_server.requests)  # the OData filter went out percent-encoded
+    assert sum("/skus" in r.path for r in price_server.requests) == 2
 
 
 def run(tmp_path: Path, *args: str, capsys=None) -> tuple[int, str, str]:

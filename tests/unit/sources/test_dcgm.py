@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,6 +10,7 @@ from ml_cost_exporter.config.catalog import embedded_catalog
 from ml_cost_exporter.config.schema import DcgmSelection
 from ml_cost_exporter.sources.dcgm import DcgmGpuSource, expand_url, parse_exposition
 from tests.conftest import FIXTURES, ManualClock
+from tests.support.http import LoopbackServer, Reply
 
 NODE = (FIXTURES / "dcgm" / "node-h100-mig.txt").read_text()
 MIB = 1024**2
@@ -21,33 +20,12 @@ VLLM_POD = {"POD_NAME": "vllm-7d9f8c6b5-x2kqp", "POD_NAMESPACE": "ml-serving"}
 TEI_POD = {"POD_NAME": "tei-5c8d7f9b4-m7r2t", "POD_NAMESPACE": "ml-serving"}
 
 
-class Exporter:
+class Exporter(LoopbackServer):
     """A stand-in dcgm-exporter: a loopback HTTP server whose body (or status) the test sets."""
 
     def __init__(self) -> None:
         self.body, self.status = NODE, 200
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                payload = outer.body.encode()
-                self.send_response(outer.status)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
-        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda _: Reply(self.status, self.body.encode()))
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ serves the fixture and the real ServerSource fetches and ingests it. Hostile var
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,37 +13,20 @@ from ml_cost_exporter.config.presets import embedded_presets
 from ml_cost_exporter.config.schema import parse_config
 from ml_cost_exporter.sources.server import ServerSource
 from tests.conftest import FIXTURES, REPO, ManualClock
+from tests.support.http import LoopbackServer, Reply
 
 SERVERS = FIXTURES / "servers"
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """A loopback /metrics endpoint answering each GET with the next body of a script."""
 
     def __init__(self) -> None:
         self.bodies: list[str] = []
-        script = self
+        super().__init__(lambda _: Reply(body=self.next_body().encode()))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = (script.bodies.pop(0) if len(script.bodies) > 1 else script.bodies[0]).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def next_body(self) -> str:
+        return self.bodies.pop(0) if len(self.bodies) > 1 else self.bodies[0]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,4 @@
 import gzip
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -8,6 +6,7 @@ from ml_cost_exporter.config.schema import parse_config
 from ml_cost_exporter.sources.fetch import Fetcher, FetchError
 from ml_cost_exporter.sources.server import ServerSource
 from tests.conftest import ManualClock
+from tests.support.http import LoopbackServer, Reply, Request
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -112,22 +111,13 @@ def test_failures_back_off_exponentially_and_recover():
 def test_fetch_refuses_oversized_bodies_and_reads_gzip(tmp_path):
     body = b"tgi_request_success 1\n" * 1000
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def answer(request: Request) -> Reply:
+        if request.path == "/gz":
+            return Reply(body=gzip.compress(body), headers=(("Content-Encoding", "gzip"),))
+        return Reply(200 if request.path != "/500" else 500, body)
 
-        def do_GET(self):
-            payload = gzip.compress(body) if self.path == "/gz" else body
-            self.send_response(200 if self.path != "/500" else 500)
-            if self.path == "/gz":
-                self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server = LoopbackServer(answer)
+    base = server.base
     try:
         assert Fetcher(base + "/gz", 2, len(body)).fetch() == body.decode()
         with pytest.raises(FetchError, match="larger than 1000 bytes"):
@@ -135,7 +125,6 @@ def test_fetch_refuses_oversized_bodies_and_reads_gzip(tmp_path):
         with pytest.raises(FetchError, match="HTTP 500"):
             Fetcher(base + "/500", 2, len(body)).fetch()
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
     with pytest.raises(FetchError, match="ConnectionRefusedError"):
         Fetcher(base + "/gone", 1, 1000).fetch()

@@ -1,4 +1,4 @@
-"""A webhook sink that prints the notifications Alertmanager sends: pages, chat messages, heartbeats."""
+"""A webhook sink that prints the notifications Alertmanager sends (pages, chat messages) and lists them on GET."""
 
 from __future__ import annotations
 
@@ -19,12 +19,33 @@ def describe(path: str, body: dict) -> str | None:
     return None
 
 
+def received_page(lines: list[str]) -> bytes:
+    """What GET answers: every notification's line so far, oldest first."""
+    if not lines:
+        return b"no notifications yet: pages and chat messages are listed here as they arrive\n"
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
 def start_sink(address: tuple[str, int], emit: Callable[[str], None] = print) -> ThreadingHTTPServer:
-    """Serve the sink in a thread; every notification's line goes to `emit`."""
+    """Serve the sink in a thread; every notification's line goes to `emit` and is listed on GET."""
+    lines: list[str] = []
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
+
+        def _answer(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            with lock:
+                body = received_page(lines)
+            self._answer(body, "text/plain; charset=utf-8")
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -33,11 +54,10 @@ def start_sink(address: tuple[str, int], emit: Callable[[str], None] = print) ->
             except ValueError:
                 line = f"unreadable notification on {self.path}"
             if line:
+                with lock:
+                    lines.append(line)
                 emit(line)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
+            self._answer(b"{}", "application/json")
 
     server = ThreadingHTTPServer(address, Handler)
     server.daemon_threads = True
@@ -49,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m ml_cost_exporter.demo.webhook_sink", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo.webhook_sink", description=__doc__)
     parser.add_argument("--listen-address", default="127.0.0.1:9095")
     args = parser.parse_args(argv)
     host, _, port = args.listen_address.rpartition(":")

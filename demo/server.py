@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-log = logging.getLogger("ml_cost_exporter.demo")
+log = logging.getLogger("demo.server")
 
 
 class DemoModelServer:
@@ -101,7 +101,7 @@ def make_handler(server: DemoModelServer) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ml-cost-demo-server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.server", description=__doc__.splitlines()[0])
     parser.add_argument("--listen-address", default="127.0.0.1:8000")
     parser.add_argument("--models", default="demo-llm", help="Comma-separated model names served.")
     parser.add_argument("--load-rps", type=float, default=0.0, help="Built-in load, requests per second.")

@@ -1,9 +1,9 @@
 """The quick start: a demo inference server under load, the exporter pricing it, Prometheus with the
 project's rules, Alertmanager with the project's config and a webhook sink that prints the pages.
 
-Prints the URLs, then every few seconds one line: requests/s, $ per 1k per model, spend against the budget,
-alerts firing. Ctrl-C stops every process it started. Prometheus and Alertmanager run with the production
-rule timings; the demo budget is small enough for a page to arrive within a few minutes.
+Prints the URLs and how to read what follows, then every few seconds one line: requests/s, $ per 1k per model,
+spend against the budget, alerts firing. Ctrl-C stops every process it started and says which. Prometheus and
+Alertmanager run with the production rule timings; the demo budget is small enough to page within minutes.
 """
 
 from __future__ import annotations
@@ -16,13 +16,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ml_cost_exporter.demo.stackconfig import REPO, alertmanager_config, prometheus_config
-from ml_cost_exporter.demo.webhook_sink import start_sink
+from demo.webhook_sink import start_sink
+from harness.stackconfig import REPO, alertmanager_config, prometheus_config
 from ml_cost_exporter.sources.fetch import Fetcher, FetchError
+
+RATE_WINDOW = 30.0  # seconds of scrapes the req/s figure averages over
+READING_ALERTS = """\
+How to read it: "burn now" is the pod's spend rate this moment over what the budget affords. A page (lines
+starting >> PAGE) quotes Prometheus' 1-hour burn rate and `mlcost budgets` its 1h, 6h and 1d rates: each counts
+the spend within its window over the whole window, so while the demo is younger than the window they read lower
+than "burn now" and climb toward it. While a critical page fires, Alertmanager holds back the same budget's
+warnings (its inhibit rules), so budget threshold warnings do not print here then.\
+"""
 
 
 def _get(url: str, timeout: float) -> str:
@@ -59,6 +69,8 @@ def status_line(samples: dict, previous: dict | None, seconds: float, firing: li
     if previous:
         requests_before = sum(v for k, v in previous.items() if k[0] == "mlcost_requests_total")
         parts.append(f"{(requests_now - requests_before) / seconds:6.1f} req/s")
+    else:
+        parts.append("warming up")  # a rate needs two scrapes
     for (name, labels), value in sorted(samples.items()):
         if name == "inference_cost_per_1k_usd":
             parts.append(f"{dict(labels)['model']} ${value:.4f}/1k")
@@ -66,7 +78,7 @@ def status_line(samples: dict, previous: dict | None, seconds: float, firing: li
     limit = sum(v for (n, _), v in samples.items() if n == "mlcost_budget_limit_usd")
     burn = sum(v for (n, _), v in samples.items() if n == "mlcost_budget_burn_rate")
     if limit:
-        parts.append(f"budget ${spend:.4f} of ${limit:.2f} today (burn {burn:.0f}x)")
+        parts.append(f"budget ${spend:.4f} of ${limit:.2f} today (burn now {burn:.0f}x)")
     parts.append(f"alerts firing: {', '.join(firing) if firing else 'none'}")
     return " | ".join(parts)
 
@@ -78,7 +90,7 @@ class Stack:
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # finds demo/
         process.name = name
         self.started.append(process)
         return process
@@ -98,9 +110,11 @@ class Stack:
         raise SystemExit(f"{process.name} did not come up at {url}")
 
     def stop(self) -> None:
-        for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
+        running = [p for p in reversed(self.started) if p.poll() is None]
+        if running:
+            print("stopping " + ", ".join(f"{p.name} (pid {p.pid})" for p in running), flush=True)
+        for process in running:
+            process.terminate()
         for process in self.started:
             try:
                 process.wait(10)
@@ -108,18 +122,8 @@ class Stack:
                 process.kill()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ml-cost-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--exporter-port", type=int, default=9945)
-    parser.add_argument("--server-port", type=int, default=18000)
-    parser.add_argument("--prometheus-port", type=int, default=9090)
-    parser.add_argument("--alertmanager-port", type=int, default=9093)
-    parser.add_argument("--sink-port", type=int, default=9095)
-    parser.add_argument("--load-rps", type=float, default=25.0)
-    parser.add_argument("--every", type=float, default=5.0, help="Seconds between status lines.")
-    parser.add_argument("--duration", type=float, default=0.0, help="Stop after this many seconds (0: run on).")
-    args = parser.parse_args(argv)
-
+def run(args: argparse.Namespace) -> int:
+    """Start the stack with the options of `python -m demo`, report until stopped, then stop it all."""
     workdir = Path(tempfile.mkdtemp(prefix="ml-cost-demo-"))
     config = workdir / "pricing.yaml"
     config.write_text((REPO / "exporter" / "examples" / "demo.yaml").read_text()
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     sink = start_sink(("127.0.0.1", args.sink_port), emit=lambda line: print(f"  >> {line}", flush=True))
     try:
-        server = stack.start("demo-server", [sys.executable, "-m", "ml_cost_exporter.demo.server", "--listen-address",
+        server = stack.start("demo-server", [sys.executable, "-m", "demo.server", "--listen-address",
                                              f"127.0.0.1:{args.server_port}", "--models", "chat,embed",
                                              "--load-rps", str(args.load_rps)])
         stack.wait_ready(f"http://127.0.0.1:{args.server_port}/health", server)
@@ -171,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in urls:
             print(f"{name + ':':34s} {url}", flush=True)
         print(f"logs and generated configs: {workdir}. Ctrl-C stops everything.", flush=True)
-        previous, last = None, time.monotonic()
+        if prometheus:
+            print(READING_ALERTS, flush=True)
+        # The rate is taken over the scrapes of the last RATE_WINDOW seconds: the exporter samples every few
+        # seconds, so two scrapes close together would read 0 req/s, then twice the load.
+        recent: deque[tuple[float, dict]] = deque(maxlen=max(2, int(RATE_WINDOW / args.every) + 1))
         ends = time.monotonic() + args.duration if args.duration else None
         while not stopping and (ends is None or time.monotonic() < ends):
-            time.sleep(min(args.every, 0.5) if previous is None else args.every)
+            time.sleep(min(args.every, 0.5) if not recent else args.every)
             if stopping:
                 break
             try:
@@ -183,15 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"exporter unreachable: {exc}", flush=True)
                 continue
             now = time.monotonic()
-            print(time.strftime("%H:%M:%S"), status_line(samples, previous, now - last, _firing(prometheus)),
+            then, previous = recent[0] if recent else (now, None)
+            print(time.strftime("%H:%M:%S"), status_line(samples, previous, now - then, _firing(prometheus)),
                   flush=True)
-            previous, last = samples, now
+            recent.append((now, samples))
     finally:
         stack.stop()
+        print(f"stopping the webhook sink on 127.0.0.1:{args.sink_port}", flush=True)
         sink.shutdown()
         sink.server_close()
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

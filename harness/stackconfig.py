@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]  # harness/ sits at the repository root
 
 
 def prometheus_config(directory: Path, exporter: str, alertmanager: str | None, interval: str = "1s",
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the demo Alertmanager config; docker-compose runs this before Alertmanager starts."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m ml_cost_exporter.demo.stackconfig", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.stackconfig", description=main.__doc__)
     parser.add_argument("--repo", type=Path, default=REPO, help="Directory holding alertmanager/.")
     parser.add_argument("--out", type=Path, required=True, help="Directory to write alertmanager.yml into.")
     parser.add_argument("--sink", required=True, help="Base URL of the webhook sink.")

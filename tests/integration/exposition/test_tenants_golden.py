@@ -4,8 +4,8 @@ collectors can emit appears in one saved output (docs/metrics.md is generated fr
 
 from ml_cost_exporter.runtime import Clocks, Runtime
 from tests.conftest import FIXTURES
-from tests.unit.exposition.test_collectors import render
-from tests.unit.test_token_economics import (
+from tests.integration.exposition.test_collectors import render
+from tests.integration.test_token_economics import (
     SERVER_STEPS,
     TENANT_CONFIG,
     TENANT_FEEDS,

@@ -4,7 +4,7 @@ import textwrap
 
 from ml_cost_exporter.runtime import Clocks, Runtime
 from tests.conftest import A100, FIXTURES, GIB
-from tests.unit.exposition.test_collectors import render
+from tests.integration.exposition.test_collectors import render
 
 GOLDEN = FIXTURES / "golden" / "training-metrics.txt"
 CONFIG = textwrap.dedent("""

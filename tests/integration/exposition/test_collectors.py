@@ -1,5 +1,4 @@
 import re
-import shutil
 import subprocess
 import textwrap
 from types import SimpleNamespace
@@ -11,6 +10,7 @@ from ml_cost_exporter.exposition.collectors import BUILDERS, FamilyBuilder, Stat
 from ml_cost_exporter.runtime import Clocks, Runtime
 from ml_cost_exporter.sources.processes import ProcessSource
 from tests.conftest import A100, FIXTURES, GIB
+from tests.support.binaries import tool
 
 GOLDEN = FIXTURES / "golden" / "metrics.txt"
 CONFIG = textwrap.dedent("""
@@ -91,7 +91,7 @@ def test_metrics_match_the_saved_expected_output(runtime, update_golden):
 
 
 def test_saved_output_passes_promtool_check_metrics():
-    promtool = shutil.which("promtool")
+    promtool = tool("promtool")
     assert promtool, "promtool (Debian package prometheus) is required"
     result = subprocess.run([promtool, "check", "metrics"], input=GOLDEN.read_bytes(), capture_output=True)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
