@@ -28,6 +28,7 @@ from ml_cost_exporter.sampling import SAMPLED_COLLECTORS, Sampler, measure
 from ml_cost_exporter.sources.discovery import discover_host, seen_gpus
 from ml_cost_exporter.state import ReloadStatus, State, StorageStatus
 from ml_cost_exporter.storage.checkpoint import Checkpointer
+from ml_cost_exporter.summary import gpu_warning, summary
 
 log = logging.getLogger(__name__)
 # Kubelet's crash-loop back-off tops out at 5 minutes; three of those still count as one pod life.
@@ -52,6 +53,7 @@ class Runtime:
         self.pod_labels_file = pod_labels_file
         self.clocks = clocks
         self._cgroup_root = cgroup_root
+        self._environ = environ
         self._lock = threading.RLock()  # one tick, reload or close at a time
         self.config: Config = load_pod_config(config_path, pod_labels_file)  # ConfigError: exit 2 at startup
         self._config_digest = self._digest()
@@ -73,6 +75,7 @@ class Runtime:
                 self.checkpointer.register(name, account)
             self._restore()
         self._state = self._build_state(self._last_tick)
+        self._summarize = True  # after the first tick, when processes and GPUs have been read
 
     def state(self) -> State:
         """The State published last; collectors call this once per scrape."""
@@ -152,6 +155,17 @@ class Runtime:
             if self.checkpointer is not None:
                 self.checkpointer.write()
             self._publish(now)
+            if self._summarize:
+                self._summarize = False
+                self._log_summary()
+
+    def _log_summary(self) -> None:
+        """What is priced, once after start and after each reload (summary.py)."""
+        for line in summary(self._state):
+            log.info("%s", line)
+        warning = gpu_warning(self._state, self._environ)
+        if warning is not None:
+            log.warning("%s", warning)
 
     # --- reload -----------------------------------------------------------------------
     def request_reload(self) -> None:
@@ -183,6 +197,7 @@ class Runtime:
             self.books.reconfigure(config, self.rates, now)
             self._reload = ReloadStatus(True, now)
             self._publish(now)
+            self._summarize = True
         log.info("config reloaded from %s", self.config_path)
         return True
 

@@ -106,7 +106,7 @@ def test_nvml_hidden_by_the_runtime_is_named_with_its_cause_and_fix(tmp_path, cl
                                                                     expected_mismatch):
     fake_nvml.write("init 12")  # NVML_ERROR_LIBRARY_NOT_FOUND: what an unprivileged container on Bottlerocket gets
     with caplog.at_level(logging.ERROR):
-        runtime = runtime_for(tmp_path, clock, allocation + "\n", {})
+        runtime = runtime_for(tmp_path, clock, allocation + "\n", {"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
         for _ in range(3):
             clock.advance(60)
             runtime.tick()

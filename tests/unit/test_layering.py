@@ -24,7 +24,8 @@ ALLOWED = {
     "sources": {"config", "cost", "httpclient"},  # cost: the allocation types discovery fills in
     "sampling": {"config", "cost", "sources"},
     "state": {"config", "cost", "sampling", "sources"},
-    "runtime": {"config", "cost", "sampling", "sources", "state", "storage"},
+    "summary": {"config", "sources", "state"},
+    "runtime": {"config", "cost", "sampling", "sources", "state", "storage", "summary"},
     "exposition": {"config", "cost", "sampling", "state"},
     "cli": {"config", "exposition", "runtime", "sampling", "__init__"},
     "__main__": {"cli"},

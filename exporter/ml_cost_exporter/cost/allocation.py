@@ -22,10 +22,12 @@ class SeenGpu:
 
 @dataclass(frozen=True)
 class HostLimits:
-    """CPU and memory the container may use (cgroup limits, else the host's totals)."""
+    """CPU and memory the container may use (cgroup limits, else the host's totals), and which each is."""
 
     vcpus: float
     memory_gib: float
+    vcpus_from: str = "cgroup limit"  # or "host total"
+    memory_from: str = "cgroup limit"
 
 
 def resolve_allocation(config: Config, gpus: Sequence[SeenGpu], host: HostLimits) -> ResolvedAllocation:
@@ -39,14 +41,30 @@ def resolve_allocation(config: Config, gpus: Sequence[SeenGpu], host: HostLimits
         return ResolvedAllocation(gpu_type, instance.gpus * share, instance.vcpus * share,
                                   instance.memory_gib * share)
     gpu_type, units = _gpus(config, gpus)
-    vcpus = allocation.vcpus or host.vcpus
-    memory_gib = allocation.memory_gib if allocation.memory_gib is not None else host.memory_gib
     if gpu_type is not None and not gpu_priced(config.pricing, catalog, gpu_type.id):
         log.warning('%s has no price for GPU type "%s" in the catalog; GPUs are priced at 0',
                     config.pricing.provider, gpu_type.id)
         gpu_type, units = None, 0.0
-    return ResolvedAllocation(gpu_type, units if (gpu_type or config.pricing.gpu_hourly_usd) else 0.0,
-                              vcpus, memory_gib)
+    units = units if (gpu_type or config.pricing.gpu_hourly_usd) else 0.0
+    vcpus, vcpus_from = _host_part(allocation.vcpus, host.vcpus, host.vcpus_from, config, gpu_type, units, "vcpus")
+    memory, memory_from = _host_part(allocation.memory_gib, host.memory_gib, host.memory_from, config, gpu_type,
+                                     units, "memory_gib")
+    return ResolvedAllocation(gpu_type, units, vcpus, memory, vcpus_from, memory_from)
+
+
+def _host_part(configured: float | None, seen: float, seen_from: str, config: Config, gpu_type, units: float,
+               field: str) -> tuple[float, str]:
+    """CPU or memory: configured; else the cgroup's limit; else, beside a GPU, the GPU's share of its reference
+    instance (a GPU VM is what is meant, not the whole host); else the host's total."""
+    if configured is not None:
+        return configured, "config"
+    if seen_from != "host total" or gpu_type is None or units <= 0:
+        return seen, seen_from
+    provider = config.catalog.providers.get(config.pricing.provider)
+    offer = provider.gpu_offers.get(gpu_type.id) if provider is not None else None
+    if offer is None:
+        return seen, seen_from
+    return getattr(offer, field) * units, f"the GPU's share of {offer.instance}"
 
 
 def _gpus(config: Config, seen: Sequence[SeenGpu]):

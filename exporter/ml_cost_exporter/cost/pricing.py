@@ -19,6 +19,9 @@ class ResolvedAllocation:
     gpus: float  # GPU units: a MIG slice counts as its fraction of the parent
     vcpus: float
     memory_gib: float
+    # Where each figure came from, for the start-up summary: "config", "cgroup limit", "host total", ...
+    vcpus_from: str = "config"
+    memory_from: str = "config"
 
 
 @dataclass(frozen=True)

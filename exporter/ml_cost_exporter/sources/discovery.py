@@ -48,10 +48,11 @@ def cgroup_memory_limit(root: Path) -> float | None:
 
 def discover_host(cgroup_root: Path) -> HostLimits:
     """The CPU and memory this container may use: the cgroup's limits, else the host's totals."""
-    vcpus = cgroup_cpu_limit(cgroup_root) or float(os.cpu_count() or 1)
-    limit = cgroup_memory_limit(cgroup_root)
-    memory = limit if limit is not None else float(psutil.virtual_memory().total)
-    return HostLimits(vcpus, memory / GIB)
+    cpu_limit, memory_limit = cgroup_cpu_limit(cgroup_root), cgroup_memory_limit(cgroup_root)
+    vcpus = cpu_limit or float(os.cpu_count() or 1)
+    memory = memory_limit if memory_limit is not None else float(psutil.virtual_memory().total)
+    return HostLimits(vcpus, memory / GIB, "cgroup limit" if cpu_limit else "host total",
+                      "cgroup limit" if memory_limit is not None else "host total")
 
 
 def seen_gpus(sample: GpuSample | None) -> tuple[SeenGpu, ...]:

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ml_cost_exporter.config.schema import Config
 from ml_cost_exporter.sources.gpu_registry import register_gpu_source
@@ -72,10 +73,31 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-NVML_HINT = ("NVML cannot reach the GPUs from this container. The likely cause: the container runtime gives "
-             "unprivileged containers no GPU through NVIDIA_VISIBLE_DEVICES (Bottlerocket's NVIDIA runtime does "
-             "so by default, visible-devices-envvar-when-unprivileged: false). Fix: set gpu.source: dcgm to read "
-             "the node's dcgm-exporter (k8s/components/sidecar-dcgm), or allow the variable on the node")
+# Where NVML cannot reach a GPU, the likely cause and its fix depend on where the exporter runs.
+NVML_ADVICE = {
+    "kubernetes": "in Kubernetes the GPU must reach this container: a resources.limits nvidia.com/gpu from the "
+                  "device plugin, or NVIDIA_VISIBLE_DEVICES with the NVIDIA runtime. Where the runtime gives "
+                  "unprivileged containers no GPU through that variable (Bottlerocket: "
+                  "visible-devices-envvar-when-unprivileged: false), set gpu.source: dcgm to read the node's "
+                  "dcgm-exporter (k8s/components/sidecar-dcgm)",
+    "container": "run the container with the NVIDIA Container Toolkit (docker run --gpus all), or set gpu.source: "
+                 "dcgm to read the node's dcgm-exporter",
+    "host": "this machine shows no usable NVIDIA driver (libnvidia-ml.so.1); install the driver, or price the GPU "
+            "from the config alone (allocation.gpu) if it is elsewhere",
+}
+
+
+def where_running(environ: Mapping[str, str], root: Path = Path("/")) -> str:
+    """kubernetes, container or host: what advice about a missing GPU should speak of."""
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return "kubernetes"
+    if (root / ".dockerenv").exists() or (root / "run" / ".containerenv").exists():
+        return "container"
+    return "host"
+
+
+def nvml_advice(environ: Mapping[str, str]) -> str:
+    return NVML_ADVICE[where_running(environ)]
 
 
 class NvmlGpuSource:
@@ -104,7 +126,7 @@ class NvmlGpuSource:
         return None  # NVML hands over numbers, not text: nothing to drop or refuse
 
     def mismatch_hint(self) -> str:
-        return NVML_HINT
+        return "NVML cannot reach the GPUs here: " + nvml_advice(self._environ)
 
     def _ensure_init(self) -> str | None:
         if self._initialized:

@@ -67,3 +67,14 @@ def test_pod_labels_come_from_the_downward_api_file_keeping_valid_label_names(tm
     path = tmp_path / "labels"
     path.write_text('team="risk"\napp.kubernetes.io/name="vllm"\nenv="prod \\"eu\\""\nbroken\nproject=unquoted\n')
     assert read_pod_labels(path) == {"team": "risk", "env": 'prod "eu"'}
+
+
+def test_the_advice_for_a_missing_gpu_fits_where_the_exporter_runs(tmp_path):
+    from ml_cost_exporter.sources.nvml import NVML_ADVICE, where_running
+
+    assert where_running({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, tmp_path) == "kubernetes"
+    assert where_running({}, tmp_path) == "host"
+    (tmp_path / ".dockerenv").write_text("")
+    assert where_running({}, tmp_path) == "container"
+    assert "Bottlerocket" in NVML_ADVICE["kubernetes"] and "Bottlerocket" not in NVML_ADVICE["host"]
+    assert "--gpus all" in NVML_ADVICE["container"]
