@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
 
+from ml_cost_exporter.config.bill import Network, Volume, parse_network, parse_volumes
 from ml_cost_exporter.config.carbon import embedded_carbon_table
 from ml_cost_exporter.config.catalog import (
     CLOUD_PROVIDERS,
@@ -180,6 +181,8 @@ class Config:
     token_weights: TokenWeights = field(default_factory=TokenWeights)
     tenants: Tenants | None = None
     gpu: GpuSourceConfig = GpuSourceConfig()
+    volumes: tuple[Volume, ...] = ()  # storage.volumes: priced per GiB-month by class
+    network: Network | None = None  # None: egress bytes counted, not priced
 
 
 DEFAULT_MODEL_NAME = "default"
@@ -545,6 +548,8 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None, base_di
         tenants=tenants,
         energy=_energy(root.section("energy"), pricing),
         gpu=_gpu_source(root.section("gpu")),
+        volumes=parse_volumes(root.section("storage")),
+        network=parse_network(root.section("network")),
     )
     root.finish()
     return config
