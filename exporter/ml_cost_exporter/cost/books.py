@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from ml_cost_exporter.config.presets import PHASE_QUANTITIES
 from ml_cost_exporter.config.schema import Config
-from ml_cost_exporter.config.units import ModelKey
+from ml_cost_exporter.config.units import GIB, ModelKey
 from ml_cost_exporter.cost.energy import EnergyAccount, EnergySnapshot
 from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, IntervalCost, LedgerSnapshot, Usage
 from ml_cost_exporter.cost.pricing import CostRates
@@ -44,6 +44,18 @@ class Measurement:
     values: Quantities = field(default_factory=dict)  # per model, current values (gauges such as quality)
     tenant_tokens: TenantTokens = field(default_factory=dict)
     tenant_models: frozenset[ModelKey] = frozenset()  # models whose cost the gateways' tenants share
+    volume_sizes_bytes: Mapping[str, float] = field(default_factory=dict)  # volumes whose size was read
+    egress_bytes: float | None = None  # bytes the pod sent; None: the interface counters were not read
+    unpriced: tuple[tuple[str, str], ...] = ()  # (source, reason): parts of the bill this tick could not measure
+
+
+@dataclass(frozen=True)
+class BillSnapshot:
+    """The storage and egress the books priced, and what they could not."""
+
+    unpriced_total: Mapping[tuple[str, str], float]  # ticks, by (source, reason)
+    transmit_bytes_total: float | None  # None: the network source is off
+    volume_sizes_bytes: Mapping[str, float]  # last known size of each volume read or given
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class BooksSnapshot:
     energy: EnergySnapshot
     training: TrainingSnapshot
     values: Quantities  # the last current value of every quantity read, per model
+    bill: BillSnapshot = BillSnapshot({}, None, {})
 
 
 def usage_of(measurement: Measurement) -> Usage:
@@ -66,7 +79,9 @@ def usage_of(measurement: Measurement) -> Usage:
               for quantity, kind in TOKEN_QUANTITIES.items() if quantity in q}
     return Usage(measurement.start, measurement.end, measurement.gpu_utilization, measurement.gpu_power_watts,
                  measurement.cpu_used_cores, measurement.memory_used_bytes, requests=counts["requests"],
-                 tokens=tokens, compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"])
+                 tokens=tokens, compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"],
+                 volume_sizes_gib={name: size / GIB for name, size in measurement.volume_sizes_bytes.items()},
+                 egress_bytes=measurement.egress_bytes or 0.0)
 
 
 def token_signals(deltas: Quantities) -> dict[ModelKey, TokenSignals]:
@@ -108,6 +123,7 @@ class Books:
         self.training = TrainingAccount(config.models, window)
         self._config = config
         self._values: Quantities = {}
+        self._bill = BillAccount(config, rates)
 
     def sections(self) -> dict[str, object]:
         """The accounts by their checkpoint section name."""
@@ -124,10 +140,12 @@ class Books:
         self.tenants.reconfigure(models, _max_tenants(config), _pinned_tenants(config))
         self.energy.reconfigure(models, config.energy, window)
         self.training.reconfigure(config.models, window)
+        self._bill.reconfigure(config, rates)
 
     def reprice(self, config: Config, rates: CostRates, now: float) -> None:
         """New prices for the same config (GPUs appeared or went away): only the ledger's rates change."""
         self.ledger.reconfigure(config, rates, now)
+        self._bill.reconfigure(config, rates)
 
     def record(self, measurement: Measurement) -> IntervalCost:
         """Accrue one measured interval in every account."""
@@ -141,6 +159,7 @@ class Books:
         self.energy.record(interval, measurement.gpu_energy_joules, usage.requests, epochs)
         self.training.record(interval, measurement.deltas, measurement.values)
         self._values = measurement.values
+        self._bill.record(measurement)
         return interval
 
     def _tenant_budgets(self, interval: IntervalCost, charged: Mapping[ModelKey, Mapping[str, float]]) -> None:
@@ -162,7 +181,7 @@ class Books:
     def snapshot(self, now: float) -> BooksSnapshot:
         ledger = self.ledger.snapshot(now)
         return BooksSnapshot(ledger, self.tokens.snapshot(now), self.tenants.snapshot(), self.energy.snapshot(now),
-                             self.training.snapshot(job_cost(ledger)), self._values)
+                             self.training.snapshot(job_cost(ledger)), self._values, self._bill.snapshot())
 
 
 def sum_quantities(parts: Iterable[Quantities]) -> dict[ModelKey, dict[str, float]]:
@@ -174,3 +193,29 @@ def sum_quantities(parts: Iterable[Quantities]) -> dict[ModelKey, dict[str, floa
             for quantity, amount in quantities.items():
                 slot[quantity] = slot.get(quantity, 0.0) + amount
     return merged
+
+
+class BillAccount:
+    """What the books know of storage and egress beyond their money: bytes sent, sizes, what went unpriced."""
+
+    def __init__(self, config: Config, rates: CostRates) -> None:
+        self._unpriced: dict[tuple[str, str], float] = {}
+        self._transmit_bytes: float | None = None
+        self._sizes: dict[str, float] = {}
+        self.reconfigure(config, rates)
+
+    def reconfigure(self, config: Config, rates: CostRates) -> None:
+        self._priced_unknown = rates.bill.unpriced  # known when pricing: counted every tick they last
+        names = {v.name for v in config.volumes}
+        self._sizes = {name: size for name, size in self._sizes.items() if name in names}
+        self._sizes.update({v.name: v.size_gib * GIB for v in config.volumes if v.size_gib is not None})
+
+    def record(self, measurement: Measurement) -> None:
+        for key in (*self._priced_unknown, *measurement.unpriced):
+            self._unpriced[key] = self._unpriced.get(key, 0.0) + 1.0
+        if measurement.egress_bytes is not None:
+            self._transmit_bytes = (self._transmit_bytes or 0.0) + measurement.egress_bytes
+        self._sizes.update(measurement.volume_sizes_bytes)
+
+    def snapshot(self) -> BillSnapshot:
+        return BillSnapshot(dict(self._unpriced), self._transmit_bytes, dict(self._sizes))
