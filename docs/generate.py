@@ -110,7 +110,8 @@ BRANCH_CONFIGS = (
     "          requests: {metric: r_total, match: {code: '2..'}, exclude: {path: /health}, scale: 1},\n"
     "          failed_requests: {metric: f_total, subtract: false, server_wide: false}}}]\n"
     "tenants: {max_tenants: 5, gateways: [{preset: litellm, url: 'http://g/metrics', tenant_label: team,\n"
-    "          models: {m: m}}]}\n",
+    "          models: {m: m}, hosted_spend: true, self_hosted_models: [hosted_vllm/m]}]}\n"
+    "budgets: [{name: b, amount_usd: 1, selector: {hosted_models: [gpt-4o-mini]}}]\n",
     "processes: {names: [python3], cmdline_patterns: [vllm]}\nattribution: compute_time\n"
     "energy: {region: us-east-1, carbon_intensity_g_per_kwh: 400, pue: 1.2}\n"
     "gpu: {source: dcgm, dcgm: {url: 'http://127.0.0.1:9400/metrics', uuids: [GPU-1]}}\n",

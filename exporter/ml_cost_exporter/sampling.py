@@ -363,6 +363,11 @@ def bill_fields(readings: Readings) -> dict:
     elif egress is not None:
         unpriced.append(("network", "unreadable"))
     fields["unpriced"] = tuple(unpriced)
+    hosted: dict[str, float] = {}
+    for reading in readings.gateways:
+        for model, usd in reading.hosted_usd.items():
+            hosted[model] = hosted.get(model, 0.0) + usd
+    fields["hosted_usd"] = hosted
     return fields
 
 

@@ -109,6 +109,7 @@ class Selector:
     models: tuple[str, ...]
     labels: Mapping[str, str]
     tenants: tuple[str, ...] = ()  # a tenant budget counts only these tenants' share of the models' cost
+    hosted_models: tuple[str, ...] = ()  # API spend read from a gateway (hosted_spend) on these models; "*": all
 
     def matches(self, model: Model) -> bool:
         if self.models and model.name not in self.models:
@@ -393,6 +394,7 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
                                       f'{suggest(str(located_model.value), known_models)}')
     labels = selector_section.string_map("labels")
     tenants = tuple(str(t.value) for t in selector_section.items("tenants"))
+    hosted = tuple(str(t.value) for t in selector_section.items("hosted_models"))
     for shorthand in ("team", "project", "env"):
         value = selector_section.string(shorthand)
         if value is not None:
@@ -404,7 +406,7 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
         name=name,
         amount_usd=section.number("amount_usd", required=True, minimum=0, exclusive_minimum=True),
         period=section.string("period", "month", choices=PERIODS),
-        selector=Selector(model_names, MappingProxyType(labels), tenants),
+        selector=Selector(model_names, MappingProxyType(labels), tenants, hosted),
         thresholds=thresholds,
     )
     section.finish()

@@ -40,6 +40,8 @@ class GatewayPreset:
     model_label: str
     tenant_label: str
     metrics: Mapping[str, MetricSpec]  # "input" / "output" / "total" -> counter spec
+    spend: MetricSpec | None = None  # the gateway's own spend counter in USD, by hosted model
+    spend_model_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Gateway:
     model_label: str
     tenant_label: str
     models: Mapping[str, ModelKey]  # the gateway's model label value -> (model, version)
+    hosted_spend: bool = False  # bring the gateway's API spend into the books (one exporter per gateway)
+    self_hosted_models: tuple[str, ...] = ()  # more spend model values that are self-hosted: ignored
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,12 @@ def _gateway_preset(name: str, section: Section) -> GatewayPreset:
     tenant_label = label_name(section, "tenant_label")
     if model_label is None or tenant_label is None:
         raise section.missing("model_label" if model_label is None else "tenant_label")
+    spend = section.raw("spend_usd")
     preset = GatewayPreset(name, section.string("description", ""), model_label, tenant_label,
-                           MappingProxyType(metrics))
+                           MappingProxyType(metrics), parse_metric_spec(spend) if spend is not None else None,
+                           label_name(section, "spend_model_label"))
+    if (preset.spend is None) != (preset.spend_model_label is None):
+        raise section.located.error("spend_usd and spend_model_label go together")
     section.finish()
     return preset
 
@@ -145,7 +153,11 @@ def _gateway(item: Located, models: Sequence[tuple[ModelKey, str]]) -> Gateway:
         model_label=label_name(section, "model_label") or preset.model_label,
         tenant_label=label_name(section, "tenant_label") or preset.tenant_label,
         models=_gateway_models(section, models),
+        hosted_spend=section.boolean("hosted_spend", False),
+        self_hosted_models=tuple(str(item.value) for item in section.items("self_hosted_models")),
     )
+    if gateway.hosted_spend and preset.spend is None:
+        raise section.raw("hosted_spend").error(f'the {preset.name} preset has no spend counter')
     section.finish()
     return gateway
 

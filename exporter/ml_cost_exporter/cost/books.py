@@ -47,6 +47,7 @@ class Measurement:
     volume_sizes_bytes: Mapping[str, float] = field(default_factory=dict)  # volumes whose size was read
     egress_bytes: float | None = None  # bytes the pod sent; None: the interface counters were not read
     unpriced: tuple[tuple[str, str], ...] = ()  # (source, reason): parts of the bill this tick could not measure
+    hosted_usd: Mapping[str, float] = field(default_factory=dict)  # API spend through the gateways, by model
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class BillSnapshot:
     unpriced_total: Mapping[tuple[str, str], float]  # ticks, by (source, reason)
     transmit_bytes_total: float | None  # None: the network source is off
     volume_sizes_bytes: Mapping[str, float]  # last known size of each volume read or given
+    hosted_usd_total: Mapping[str, float] = field(default_factory=dict)  # API spend by hosted model
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,16 @@ class Books:
         self.training.record(interval, measurement.deltas, measurement.values)
         self._values = measurement.values
         self._bill.record(measurement)
+        self._hosted_budgets(measurement)
         return interval
+
+    def _hosted_budgets(self, measurement: Measurement) -> None:
+        """Count the gateways' API spend against the budgets that name its hosted models."""
+        for budget in self._config.budgets:
+            names = budget.selector.hosted_models
+            if names:
+                usd = sum(v for model, v in measurement.hosted_usd.items() if "*" in names or model in names)
+                self.ledger.add_hosted_spend(budget.name, measurement.start, measurement.end, usd)
 
     def _tenant_budgets(self, interval: IntervalCost, charged: Mapping[ModelKey, Mapping[str, float]]) -> None:
         for budget in self._config.budgets:
@@ -202,6 +213,7 @@ class BillAccount:
         self._unpriced: dict[tuple[str, str], float] = {}
         self._transmit_bytes: float | None = None
         self._sizes: dict[str, float] = {}
+        self._hosted: dict[str, float] = {}
         self.reconfigure(config, rates)
 
     def reconfigure(self, config: Config, rates: CostRates) -> None:
@@ -216,6 +228,8 @@ class BillAccount:
         if measurement.egress_bytes is not None:
             self._transmit_bytes = (self._transmit_bytes or 0.0) + measurement.egress_bytes
         self._sizes.update(measurement.volume_sizes_bytes)
+        for model, usd in measurement.hosted_usd.items():
+            self._hosted[model] = self._hosted.get(model, 0.0) + usd
 
     def snapshot(self) -> BillSnapshot:
-        return BillSnapshot(dict(self._unpriced), self._transmit_bytes, dict(self._sizes))
+        return BillSnapshot(dict(self._unpriced), self._transmit_bytes, dict(self._sizes), dict(self._hosted))

@@ -91,6 +91,7 @@ class CostLedger:
         self._budget_period_end: dict[tuple[str, str], float] = {}
         self._hourly: dict[tuple[str, str, str, str], float] = {}
         self._budget_rate_usd_per_hour: dict[str, float] = {}
+        self._budget_hosted_usd_per_hour: dict[str, float] = {}  # API spend rate, beside the pod's own
         self._last_shares: dict[ModelKey, float] = {}
         self._since = now
         self._accrued_until = now
@@ -296,6 +297,18 @@ class CostLedger:
                 self._budget_period_end[key] = period.end
             self._budget_rate_usd_per_hour[name] = usd / ((end - start) / 3600.0)
 
+    def add_hosted_spend(self, name: str, start: float, end: float, usd: float) -> None:
+        """Count API spend read from a gateway against a budget, beside the pod's own cost and burn rate."""
+        budget = next((b for b in self._config.budgets if b.name == name), None)
+        if budget is None or end <= start:
+            return
+        with self._lock:
+            for period, part in split_by_period(budget.period, start, end):
+                key = (budget.name, period.label)
+                self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
+                self._budget_period_end[key] = period.end
+            self._budget_hosted_usd_per_hour[name] = usd / ((end - start) / 3600.0)
+
     def _prune(self, now: float) -> None:
         horizon = now - self._config.collection.cost_window_seconds
         for window in self._window.values():
@@ -372,7 +385,9 @@ class CostLedger:
                 if budget.period == "job":
                     continue  # a job has no period length, so no affordable rate and no burn rate
                 affordable_per_hour = budget.amount_usd / (periods[budget.name].length_seconds / 3600.0)
-                burn[budget.name] = self._budget_rate_usd_per_hour.get(budget.name, 0.0) / affordable_per_hour
+                rate = (self._budget_rate_usd_per_hour.get(budget.name, 0.0)
+                        + self._budget_hosted_usd_per_hour.get(budget.name, 0.0))
+                burn[budget.name] = rate / affordable_per_hour
             return LedgerSnapshot(
                 usd_total=dict(self._usd),
                 idle_usd_total=dict(self._idle),

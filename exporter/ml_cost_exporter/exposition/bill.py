@@ -24,6 +24,7 @@ def bill_families(state: State) -> Iterator[Metric]:
         yield CounterMetricFamily("mlcost_network_transmit_bytes",
                                   "Bytes the pod sent on its interfaces (all but lo) since the exporter started.",
                                   value=bill.transmit_bytes_total)
+    yield from _hosted_families(state)
     if not classes and state.config.network is None and not bill.unpriced_total:
         return  # nothing of the bill beyond compute is configured: nothing to report
     unpriced = CounterMetricFamily(
@@ -34,3 +35,18 @@ def bill_families(state: State) -> Iterator[Metric]:
     for (source, reason), count in sorted(bill.unpriced_total.items()):
         unpriced.add_metric([source, reason], count)
     yield unpriced
+
+
+def _hosted_families(state: State) -> Iterator[Metric]:
+    """API spend read from the gateways that set hosted_spend; absent where none does."""
+    tenants = state.config.tenants
+    if tenants is None or not any(g.hosted_spend for g in tenants.gateways):
+        return
+    hosted = CounterMetricFamily(
+        "mlcost_hosted_usd",
+        "Spend on hosted APIs through the gateway (LiteLLM's spend counter) since the exporter started, USD, by "
+        "the model the gateway routed to; spend on self-hosted models is left out. Not part of "
+        "mlcost_usd_total.", labels=["model"])
+    for model, usd in sorted(state.books.bill.hosted_usd_total.items()):
+        hosted.add_metric([model], usd)
+    yield hosted

@@ -18,6 +18,7 @@ from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch, fetch_text
+from ml_cost_exporter.sources.hosted import HostedSpend
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class GatewayReading:
     series: int = 0
     dropped_series: int = 0
     invalid_samples: int = 0
+    hosted_usd: dict[str, float] = field(default_factory=dict)  # API spend by hosted model (hosted_spend)
 
 
 class GatewaySource:
@@ -57,6 +59,7 @@ class GatewaySource:
         self._baseline_taken = False
         self._backoff = Backoff(interval, f"gateway {gateway.url}")
         self.last_reading = GatewayReading(ok=False, error="not fetched yet")
+        self.hosted = HostedSpend(gateway, max_series) if gateway.hosted_spend else None
 
     @property
     def covered(self) -> frozenset[ModelKey]:
@@ -69,6 +72,8 @@ class GatewaySource:
             self._last = previous._last
             self._baseline_taken = previous._baseline_taken
             self.last_reading = previous.last_reading
+            if self.hosted is not None and previous.hosted is not None:
+                self.hosted.adopt(previous.hosted)
 
     def sample(self) -> GatewayReading:
         now = self._monotonic()
@@ -82,6 +87,8 @@ class GatewaySource:
             return self.last_reading
         self._backoff.succeeded()
         self.last_reading = self._ingest(text)
+        if self.hosted is not None:
+            self.last_reading.hosted_usd = self.hosted.deltas(text)
         return self.last_reading
 
     def _classify(self, name: str, labels: dict[str, str]) -> list[tuple[ModelKey, str, str, float]]:
