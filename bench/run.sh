@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m bench.bench_render
 .venv/bin/python -m bench.bench_ingest
+.venv/bin/python -m bench.bench_bill
 .venv/bin/python -m bench.bench_time_to_page
 .venv/bin/python -m bench.bench_footprint "$@"
 .venv/bin/python -m bench.bench_footprint --with-server "$@"

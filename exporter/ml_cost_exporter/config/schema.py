@@ -564,6 +564,10 @@ def _check_tenant_budgets(root: Section, budgets: tuple[Budget, ...], tenants: T
         raise root.missing("tenants", "is required: a budget selects tenants, so a gateway must count them")
     if tenants is not None and len(named) > tenants.max_tenants:
         raise root.raw("tenants").error(f"budgets name {len(named)} tenants; max_tenants is {tenants.max_tenants}")
+    hosted = [b.name for b in budgets if b.selector.hosted_models]
+    if hosted and not (tenants is not None and any(g.hosted_spend for g in tenants.gateways)):
+        raise root.raw("budgets").error(f'budget "{hosted[0]}" selects hosted_models, but no gateway in '
+                                        "tenants.gateways sets hosted_spend: true to read their spend")
 
 
 def load_config(path: str | Path | None) -> Config:

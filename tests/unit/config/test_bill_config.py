@@ -90,3 +90,15 @@ def test_a_hosted_price_without_its_month_is_refused():
                           "source: https://openai.com/api/pricing/}", 1)
     with pytest.raises(ConfigError, match="as_of"):
         parse_catalog(broken, "catalog.yaml")
+
+
+def test_a_budget_on_hosted_models_needs_a_gateway_that_reads_spend():
+    with pytest.raises(ConfigError, match="selects hosted_models, but no gateway"):
+        parse_config("budgets: [{name: api, amount_usd: 5, selector: {hosted_models: ['*']}}]", "bill.yaml")
+
+
+def test_hosted_spend_on_a_preset_without_a_spend_counter_is_refused():
+    text = ("models: [{name: m}]\n"
+            "tenants: {gateways: [{preset: envoy-ai-gateway, url: 'http://g/metrics', hosted_spend: true}]}")
+    with pytest.raises(ConfigError, match="the envoy-ai-gateway preset has no spend counter"):
+        parse_config(text, "bill.yaml")
