@@ -42,7 +42,16 @@ class BillRates:
         return sum(rate * sizes_gib[name] for name, rate in self.volume_usd_per_gib_hour.items() if name in sizes_gib)
 
     def egress_usd(self, bytes_sent: float) -> float:
-        return bytes_sent / GIB * (self.egress_usd_per_gib or 0.0)
+        return egress_usd(self.egress_usd_per_gib or 0.0, bytes_sent / GIB)
+
+
+def storage_usd(usd_per_gib_month: float, gib: float, months: float) -> float:
+    """What `gib` of a class costs for `months` (a month is 730 hours)."""
+    return usd_per_gib_month * gib * months
+
+
+def egress_usd(usd_per_gib: float, gib: float) -> float:
+    return usd_per_gib * gib
 
 
 @dataclass(frozen=True)
