@@ -77,3 +77,17 @@ def test_a_restart_accrues_the_gap_at_the_last_sizes(tmp_path, clock):
         assert storage_usd(again) == pytest.approx(HOURLY_DATA * 180 / 3600, rel=1e-9)
     finally:
         again.close()
+
+
+def test_priced_parts_no_source_measures_are_reported_not_priced_at_zero_silently(tmp_path, clock):
+    (tmp_path / "pricing.yaml").write_text(CONFIG + "network: {destination: cross_zone}\n")
+    rt = Runtime(str(tmp_path / "pricing.yaml"), frozenset(), Clocks(clock.wall, clock.monotonic), environ={},
+                 cgroup_root=tmp_path, host=HostPaths(sysfs=tmp_path / "sys", procfs=tmp_path / "proc",
+                                                      root=tmp_path, statfs=FakeStatfs()))
+    try:
+        rt.tick()  # --no-collector.storage and --no-collector.network, with volumes and egress configured
+        value = build_registry(rt.state).get_sample_value
+        for source in ("volume:data", "volume:logs", "network"):
+            assert value("mlcost_exporter_unpriced_total", {"source": source, "reason": "not_measured"}) == 1
+    finally:
+        rt.close()

@@ -218,18 +218,31 @@ class BillAccount:
 
     def reconfigure(self, config: Config, rates: CostRates) -> None:
         self._priced_unknown = rates.bill.unpriced  # known when pricing: counted every tick they last
+        self._priced_volumes = tuple(rates.bill.volume_usd_per_gib_hour)
+        self._egress_priced = rates.bill.egress_usd_per_gib is not None
         names = {v.name for v in config.volumes}
         self._sizes = {name: size for name, size in self._sizes.items() if name in names}
         self._sizes.update({v.name: v.size_gib * GIB for v in config.volumes if v.size_gib is not None})
 
     def record(self, measurement: Measurement) -> None:
-        for key in (*self._priced_unknown, *measurement.unpriced):
+        self._sizes.update(measurement.volume_sizes_bytes)
+        for key in (*self._priced_unknown, *measurement.unpriced, *self._unmeasured(measurement)):
             self._unpriced[key] = self._unpriced.get(key, 0.0) + 1.0
         if measurement.egress_bytes is not None:
             self._transmit_bytes = (self._transmit_bytes or 0.0) + measurement.egress_bytes
-        self._sizes.update(measurement.volume_sizes_bytes)
         for model, usd in measurement.hosted_usd.items():
             self._hosted[model] = self._hosted.get(model, 0.0) + usd
+
+    def _unmeasured(self, measurement: Measurement) -> list[tuple[str, str]]:
+        """Priced parts no source measured at all (its collector off, or no size ever read), unless a
+        source already said why: they would otherwise be priced at zero without a word."""
+        reported = {source for source, _ in measurement.unpriced}
+        missing = [(f"volume:{name}", "not_measured") for name in self._priced_volumes
+                   if name not in self._sizes and f"volume:{name}" not in reported]
+        if self._egress_priced and measurement.egress_bytes is None and not any(
+                source.startswith("network") for source in reported):
+            missing.append(("network", "not_measured"))
+        return missing
 
     def snapshot(self) -> BillSnapshot:
         return BillSnapshot(dict(self._unpriced), self._transmit_bytes, dict(self._sizes), dict(self._hosted))
