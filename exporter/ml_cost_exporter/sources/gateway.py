@@ -89,6 +89,7 @@ class GatewaySource:
         self.last_reading = self._ingest(text)
         if self.hosted is not None:
             self.last_reading.hosted_usd = self.hosted.deltas(text)
+            self.last_reading.invalid_samples += self.hosted.invalid_samples
         return self.last_reading
 
     def _classify(self, name: str, labels: dict[str, str]) -> list[tuple[ModelKey, str, str, float]]:

@@ -24,7 +24,7 @@ class HostedSpend:
         self._pattern = sample_pattern([self._spec.metric])
         self._max_series = max_series
         self._last: dict[str, float] | None = None  # None until the baseline read
-        self.invalid_samples = 0
+        self.invalid_samples = 0  # at the last read
 
     def adopt(self, previous: HostedSpend) -> None:
         self._last = previous._last
@@ -33,6 +33,7 @@ class HostedSpend:
         """USD spent since the last read, by hosted model; empty at the baseline read."""
         current: dict[str, float] = {}
         spent: dict[str, float] = {}
+        self.invalid_samples = 0
         for _name, label_block, raw_value in iter_samples(text, self._pattern):
             if label_block in current or len(current) >= self._max_series:
                 continue

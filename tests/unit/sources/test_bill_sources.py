@@ -148,3 +148,23 @@ def test_a_real_mount_path_reads_its_filesystem_size(tmp_path):
     expected = os.statvfs(tmp_path)
     reading = VolumeSource([Volume("tmp", "gp3", str(tmp_path), None, None)]).sample()
     assert reading.sizes_bytes == {"tmp": float(expected.f_blocks * expected.f_frsize)}
+
+
+def test_hosted_spend_ignores_self_hosted_models_and_counts_bad_samples():
+    from ml_cost_exporter.config.schema import parse_config
+    from ml_cost_exporter.sources.hosted import HostedSpend
+
+    config = parse_config("models: [{name: llama}]\ntenants: {gateways: [{preset: litellm, url: 'http://g/metrics',"
+                          " models: {llama: llama-8b}, hosted_spend: true, self_hosted_models: [vllm/llama]}]}",
+                          "x.yaml")
+    spend = HostedSpend(config.tenants.gateways[0], max_series=100)
+
+    def text(mini: float, llama: float, other: str = "") -> str:
+        return (f'litellm_spend_metric_total{{model="gpt-4o-mini",team="a"}} {mini}\n'
+                f'litellm_spend_metric_total{{model="llama-8b",team="a"}} {llama}\n'
+                f'litellm_spend_metric_total{{model="vllm/llama",team="a"}} {llama}\n{other}')
+
+    assert spend.deltas(text(1.0, 5.0)) == {}  # the baseline
+    assert spend.deltas(text(1.5, 9.0, 'litellm_spend_metric_total{model="x"} NaN\n')) == {"gpt-4o-mini": 0.5}
+    assert spend.invalid_samples == 1
+    assert spend.deltas(text(0.25, 1.0)) == {"gpt-4o-mini": 0.25}  # a reset counts the new value, as rate() does
