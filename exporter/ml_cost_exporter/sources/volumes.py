@@ -17,6 +17,9 @@ from ml_cost_exporter.config.bill import Volume
 
 log = logging.getLogger(__name__)
 StatFs = Callable[[str], os.statvfs_result]
+# Block volumes top out at 64 TiB at every provider; a network filesystem such as EFS reports exabytes.
+# A size above this is not a volume priced per GiB-month: refused rather than priced.
+MAX_VOLUME_BYTES = float(1 << 50)  # 1 PiB
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class VolumeSource:
                 continue
             if size <= 0:
                 failures.append(self._fail(volume, "size_unreadable", f"{path} reports a size of 0"))
+                continue
+            if size > MAX_VOLUME_BYTES:
+                failures.append(self._fail(volume, "implausible", f"{path} reports {size:.3g} bytes, more than "
+                                           "any block volume (a network filesystem?); set size_gib"))
                 continue
             sizes[volume.name] = size
         self.last_reading = VolumeReading(sizes, tuple(failures))

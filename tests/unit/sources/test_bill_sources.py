@@ -168,3 +168,9 @@ def test_hosted_spend_ignores_self_hosted_models_and_counts_bad_samples():
     assert spend.deltas(text(1.5, 9.0, 'litellm_spend_metric_total{model="x"} NaN\n')) == {"gpt-4o-mini": 0.5}
     assert spend.invalid_samples == 1
     assert spend.deltas(text(0.25, 1.0)) == {"gpt-4o-mini": 0.25}  # a reset counts the new value, as rate() does
+
+
+def test_a_network_filesystem_reporting_exabytes_is_refused_not_priced(tmp_path):
+    statfs = statfs_of({f"{tmp_path}/efs": 8 * 2**60})
+    reading = VolumeSource([Volume("efs", "gp3", "/efs", None, None)], tmp_path, statfs).sample()
+    assert reading.sizes_bytes == {} and reading.failures == (("efs", "implausible"),)
