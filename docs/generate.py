@@ -70,8 +70,9 @@ def metrics_page() -> str:
         "Every metric the exporter serves on its telemetry path, with its type, labels and help text, as the",
         "code renders them for the fixed inputs of the saved expected outputs of an inference pod",
         "([`metrics.txt`](../tests/fixtures/golden/metrics.txt)), a training pod",
-        "([`training-metrics.txt`](../tests/fixtures/golden/training-metrics.txt)) and a pod behind a gateway",
-        "with a checkpoint ([`tenant-metrics.txt`](../tests/fixtures/golden/tenant-metrics.txt)); a test fails",
+        "([`training-metrics.txt`](../tests/fixtures/golden/training-metrics.txt)), a pod behind a gateway",
+        "with a checkpoint ([`tenant-metrics.txt`](../tests/fixtures/golden/tenant-metrics.txt)) and a pod with",
+        "volumes and egress ([`bill-metrics.txt`](../tests/fixtures/golden/bill-metrics.txt)); a test fails",
         "when a family the collectors can emit is missing here. No metric carries",
         "`namespace` or `pod` labels: Prometheus adds target labels. Series of a family appear only where they",
         "apply (cost per 1k only with requests in the window, GPU series only while NVML reads the GPU).",
@@ -109,10 +110,14 @@ BRANCH_CONFIGS = (
     "          requests: {metric: r_total, match: {code: '2..'}, exclude: {path: /health}, scale: 1},\n"
     "          failed_requests: {metric: f_total, subtract: false, server_wide: false}}}]\n"
     "tenants: {max_tenants: 5, gateways: [{preset: litellm, url: 'http://g/metrics', tenant_label: team,\n"
-    "          models: {m: m}}]}\n",
+    "          models: {m: m}, hosted_spend: true, self_hosted_models: [hosted_vllm/m]}]}\n"
+    "budgets: [{name: b, amount_usd: 1, selector: {hosted_models: [gpt-4o-mini]}}]\n",
     "processes: {names: [python3], cmdline_patterns: [vllm]}\nattribution: compute_time\n"
     "energy: {region: us-east-1, carbon_intensity_g_per_kwh: 400, pue: 1.2}\n"
     "gpu: {source: dcgm, dcgm: {url: 'http://127.0.0.1:9400/metrics', uuids: [GPU-1]}}\n",
+    "storage: {volumes: [{name: cache, class: gp3, path: /models, usd_per_gib_month: 0.05},\n"
+    "                    {name: scratch, class: gp3, size_gib: 10}]}\n"
+    "network: {destination: cross_zone, monthly_internet_gib: 0, usd_per_gib: 0.01}\n",
 )
 
 

@@ -9,11 +9,12 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from ml_cost_exporter import __version__
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.units import parse_duration as _parse_duration
-from ml_cost_exporter.runtime import Runtime
+from ml_cost_exporter.runtime import HostPaths, Runtime
 from ml_cost_exporter.sampling import SAMPLED_COLLECTORS
 
 DEFAULT_PORT = 9945
@@ -79,6 +80,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
          "(Kubernetes creates it); empty to disable.", dest="termination_message_path")
     flag("--web.max-requests", "40", "Maximum number of requests served at once; the excess is answered 503. "
                                      "0 means no limit.", dest="max_requests", type=_max_requests)
+    flag("--path.sysfs", "/sys", "sysfs mount point: the pod's interfaces' transmit counters (egress).",
+         dest="path_sysfs")
+    flag("--path.procfs", "/proc", "procfs mount point: /proc/net/dev where sysfs has no class/net.",
+         dest="path_procfs")
+    flag("--path.rootfs", "/", "Root the volume paths of the config (storage.volumes[].path) are read under.",
+         dest="path_rootfs")
     flag("--log.level", "info", "Only log messages with this severity or above.", dest="log_level",
          choices=list(LOG_LEVELS))
     flag("--log.format", "logfmt", "Log line format.", dest="log_format", choices=["logfmt", "json"])
@@ -139,7 +146,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         runtime = Runtime(args.config_file, enabled, pod_labels_file=args.pod_labels_file,
-                          storage_path=args.storage_path, max_gap_seconds=args.storage_max_gap)
+                          storage_path=args.storage_path, max_gap_seconds=args.storage_max_gap,
+                          host=HostPaths(Path(args.path_sysfs), Path(args.path_procfs), Path(args.path_rootfs)))
     except ConfigError as exc:
         print(f"ml-cost-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -26,6 +26,7 @@ from ml_cost_exporter.cost.ledger import GapOutcome
 from ml_cost_exporter.cost.pricing import CostRates, price_allocation
 from ml_cost_exporter.sampling import SAMPLED_COLLECTORS, Sampler, measure
 from ml_cost_exporter.sources.discovery import discover_host, seen_gpus
+from ml_cost_exporter.sources.host import DEFAULT_HOST_PATHS, HostPaths  # the CLI names them here
 from ml_cost_exporter.state import ReloadStatus, State, StorageStatus
 from ml_cost_exporter.storage.checkpoint import Checkpointer
 from ml_cost_exporter.summary import gpu_warning, summary
@@ -48,7 +49,8 @@ class Runtime:
                  clocks: Clocks = Clocks(), environ: Mapping[str, str] | None = None,
                  cgroup_root: Path = Path("/sys/fs/cgroup"),
                  server_fetch: Callable[[str], str] | None = None, pod_labels_file: str | None = None,
-                 storage_path: str | None = None, max_gap_seconds: float = DEFAULT_MAX_GAP_SECONDS) -> None:
+                 storage_path: str | None = None, max_gap_seconds: float = DEFAULT_MAX_GAP_SECONDS,
+                 host: HostPaths = DEFAULT_HOST_PATHS) -> None:
         self.config_path = config_path
         self.pod_labels_file = pod_labels_file
         self.clocks = clocks
@@ -61,7 +63,7 @@ class Runtime:
         self._reload_requested = False
         self._wake = threading.Event()
         self._last_tick = clocks.wall()
-        self.sampler = Sampler(self.config, enabled, clocks.monotonic, environ, server_fetch)
+        self.sampler = Sampler(self.config, enabled, clocks.monotonic, environ, server_fetch, host)
         if self.sampler.gpu_source is not None:
             self.sampler.sample_gpu()  # price the GPUs that are there from the first State on
         self.rates = self._price(self.config)

@@ -20,13 +20,16 @@ from ml_cost_exporter.sources.energy import interval_energy_joules
 from ml_cost_exporter.sources.gateway import GatewayReading, GatewaySource
 from ml_cost_exporter.sources.gpu_registry import GpuSource, make_gpu_source
 from ml_cost_exporter.sources.gpus import GpuMismatch
+from ml_cost_exporter.sources.host import DEFAULT_HOST_PATHS, HostPaths
+from ml_cost_exporter.sources.network import EgressReading, EgressSource
 from ml_cost_exporter.sources.nvml import GpuSample
 from ml_cost_exporter.sources.plausible import Plausibility, plausibility_of
 from ml_cost_exporter.sources.processes import ProcessSample, ProcessSource
 from ml_cost_exporter.sources.server import ServerReading, ServerSource
+from ml_cost_exporter.sources.volumes import VolumeReading, VolumeSource
 
 log = logging.getLogger(__name__)
-SAMPLED_COLLECTORS = ("gpu", "process", "server")
+SAMPLED_COLLECTORS = ("gpu", "process", "server", "storage", "network")
 NVML_DEADLINE_SECONDS = 2.0  # a lost GPU can block an NVML call for seconds; the tick waits no longer
 
 
@@ -69,6 +72,8 @@ class Readings:
     process: ProcessSample | None = None
     servers: tuple[ServerReading, ...] = ()
     gateways: tuple[GatewayReading, ...] = ()
+    volumes: VolumeReading | None = None
+    egress: EgressReading | None = None
 
 
 @dataclass
@@ -128,8 +133,13 @@ class Sampler:
     """The pod's sources, kept in step with the config, read once a tick."""
 
     def __init__(self, config: Config, enabled: frozenset[str], monotonic: Callable[[], float],
-                 environ: Mapping[str, str] | None = None, fetch: Callable[[str], str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, fetch: Callable[[str], str] | None = None,
+                 host: HostPaths = DEFAULT_HOST_PATHS) -> None:
         self._enabled = enabled
+        self._host = host
+        self.volume_source: VolumeSource | None = None
+        self._volume_worker: DeadlineWorker | None = None
+        self.egress_source = EgressSource(host.sysfs, host.procfs, monotonic) if "network" in enabled else None
         self._monotonic = monotonic
         self._environ = environ
         self._fetch = fetch
@@ -168,6 +178,18 @@ class Sampler:
             self.process_source.set_selection(config.processes)
         self._servers.replace(self._server_sources(config) if "server" in self._enabled else {})
         self._gateways.replace(self._gateway_sources(config) if "server" in self._enabled else {})
+        self._start_volume_source(config, previous)
+
+    def _start_volume_source(self, config: Config, previous: Config) -> None:
+        """The volumes whose size is read, in a worker of their own (a hung network filesystem holds only it)."""
+        if self.volume_source is not None and config.volumes == previous.volumes:
+            return
+        if self._volume_worker is not None:
+            self._volume_worker.close()
+            self.volume_source = self._volume_worker = None
+        if "storage" in self._enabled and any(v.path for v in config.volumes):
+            self.volume_source = VolumeSource(config.volumes, self._host.root, self._host.statfs)
+            self._volume_worker = DeadlineWorker("volumes", self.volume_source.sample)
 
     def _start_gpu_source(self, config: Config) -> None:
         """The configured GPU source, read by a worker of its own so a hung read never holds up a tick."""
@@ -216,7 +238,23 @@ class Sampler:
         deadline = self._monotonic() + read_deadline(collection.server_timeout_seconds, collection.interval_seconds)
         servers = self._read_pool("server", self._servers, deadline)
         gateways = self._read_pool("gateway", self._gateways, deadline)
-        return Readings(gpu, process, tuple(servers), tuple(gateways))
+        volumes, egress = self._sample_bill(deadline)
+        return Readings(gpu, process, tuple(servers), tuple(gateways), volumes, egress)
+
+    def _sample_bill(self, deadline: float) -> tuple[VolumeReading | None, EgressReading | None]:
+        """The volumes' sizes (within the tick's deadline) and the bytes sent since the last tick."""
+        volumes = egress = None
+        if self._volume_worker is not None:
+            started = self._monotonic()
+            finished, results = self._volume_worker.read(deadline - started)
+            volumes = results[-1] if results else None
+            self._steps["storage"] = StepStatus(finished and volumes is not None and volumes.ok,
+                                                self._monotonic() - started)
+        if self.egress_source is not None:
+            started = self._monotonic()
+            egress = self.egress_source.sample()
+            self._steps["network"] = StepStatus(egress.ok and not egress.failures, self._monotonic() - started)
+        return volumes, egress
 
     def _read_pool(self, step: str, pool: _Pool, deadline: float) -> list:
         if not pool.sources:
@@ -280,6 +318,7 @@ class Sampler:
             sources["psutil"] = SourceHealth(self.last_process is not None and self.last_process.ok)
         sources.update(self._servers.health())
         sources.update(self._gateways.health())
+        sources.update(self._bill_health())
         return SamplingHealth(dict(self._steps), sources, gpu.name if gpu is not None else None,
                               self.gpu_mismatch.active)
 
@@ -292,7 +331,17 @@ class Sampler:
         for worker in (*workers, *([self._gpu_worker] if self._gpu_worker is not None else [])):
             worker.interrupt()
 
+    def _bill_health(self) -> dict[str, SourceHealth]:
+        sources = {}
+        if self.volume_source is not None:
+            sources["volumes"] = SourceHealth(self.volume_source.last_reading.ok)
+        if self.egress_source is not None:
+            sources["network"] = SourceHealth(self.egress_source.last_reading.ok)
+        return sources
+
     def close(self) -> None:
+        if self._volume_worker is not None:
+            self._volume_worker.close()
         if self._gpu_worker is not None:
             self._gpu_worker.close()
             self.gpu_source.close()
@@ -324,7 +373,29 @@ def measure(readings: Readings, previous_gpu: GpuSample | None, start: float, en
         start, end, utilization, power, interval_energy_joules(previous_gpu, gpu, end - start), cpu_cores, memory,
         deltas=sum_quantities(r.deltas for r in readings.servers),
         values=sum_quantities(r.values for r in readings.servers),
-        tenant_tokens=_tenant_tokens(readings.gateways), tenant_models=tenant_models)
+        tenant_tokens=_tenant_tokens(readings.gateways), tenant_models=tenant_models, **bill_fields(readings))
+
+
+def bill_fields(readings: Readings) -> dict:
+    """The Measurement's storage and egress fields: sizes read, bytes sent, and what could not be measured."""
+    fields: dict = {}
+    unpriced: list[tuple[str, str]] = []
+    if readings.volumes is not None:
+        fields["volume_sizes_bytes"] = readings.volumes.sizes_bytes
+        unpriced += [(f"volume:{name}", reason) for name, reason in readings.volumes.failures]
+    egress = readings.egress
+    if egress is not None and egress.ok:
+        fields["egress_bytes"] = egress.bytes_sent
+        unpriced += [(f"network:{name}", reason) for name, reason in egress.failures]
+    elif egress is not None:
+        unpriced.append(("network", "unreadable"))
+    fields["unpriced"] = tuple(unpriced)
+    hosted: dict[str, float] = {}
+    for reading in readings.gateways:
+        for model, usd in reading.hosted_usd.items():
+            hosted[model] = hosted.get(model, 0.0) + usd
+    fields["hosted_usd"] = hosted
+    return fields
 
 
 def _tenant_tokens(readings: Iterable[GatewayReading]) -> dict:

@@ -8,20 +8,27 @@ file) replaces or adds instances and is validated exactly as strictly.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
 
+from ml_cost_exporter.config.bill import (
+    EgressPrices,
+    HostedModel,
+    StorageClass,
+    parse_egress,
+    parse_hosted_models,
+    parse_storage_classes,
+)
+from ml_cost_exporter.config.bill import as_of as _as_of
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
 PURCHASE_OPTIONS = ("on_demand", "spot", "commit_1y", "commit_3y")
 CLOUD_PROVIDERS = ("aws", "gcp", "azure")
 OVERLAY_VERSION = 1
-_AS_OF = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class Provider:
     purchase_options: Mapping[str, float]
     instances: Mapping[str, Instance]
     gpu_offers: Mapping[str, GpuOffer]  # each GPU type's share of its reference instance
+    storage_classes: Mapping[str, StorageClass] = field(default_factory=lambda: MappingProxyType({}))
+    egress: EgressPrices | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class Catalog:
     gpu_types: Mapping[str, GpuType]
     providers: Mapping[str, Provider]
     onprem: OnPremDefaults
+    hosted_models: Mapping[str, HostedModel] = field(default_factory=lambda: MappingProxyType({}))  # for compare
 
     def gpu_type_for_nvml_name(self, nvml_name: str) -> GpuType | None:
         """The catalog GPU type whose NVML name pattern occurs in `nvml_name`, longest pattern first."""
@@ -125,14 +135,6 @@ def _gpu_type(gpu_id: str, section: Section) -> GpuType:
     )
     section.finish()
     return gpu
-
-
-def _as_of(section: Section, key: str, default: str | None) -> str:
-    value = section.string(key, default, required=default is None)
-    if not _AS_OF.fullmatch(value):
-        item = section.raw(key)
-        raise (item or section.located).error(f'"{value}" is not a month like "2025-06"')
-    return value
 
 
 def _instance(name: str, located: Located, gpu_types: Mapping[str, GpuType],
@@ -198,6 +200,8 @@ def _provider(name: str, section: Section, gpu_types: Mapping[str, GpuType]) -> 
         purchase_options=MappingProxyType(options),
         instances=MappingProxyType(instances),
         gpu_offers=gpu_offers(instances),
+        storage_classes=parse_storage_classes(section.section("storage_classes")),
+        egress=parse_egress(section.section("egress")),
     )
     section.finish()
     return provider
@@ -224,8 +228,9 @@ def parse_catalog(text: str, source: str) -> Catalog:
         memory_gib_purchase_usd=onprem_section.number("memory_gib_purchase_usd", required=True, minimum=0),
     )
     onprem_section.finish()
+    hosted = parse_hosted_models(root.section("hosted_models"))
     root.finish()
-    return Catalog(MappingProxyType(gpu_types), MappingProxyType(providers), onprem)
+    return Catalog(MappingProxyType(gpu_types), MappingProxyType(providers), onprem, hosted)
 
 
 @cache

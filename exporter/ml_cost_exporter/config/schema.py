@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlparse
 
+from ml_cost_exporter.config.bill import Network, Volume, parse_network, parse_volumes
 from ml_cost_exporter.config.carbon import embedded_carbon_table
 from ml_cost_exporter.config.catalog import (
     CLOUD_PROVIDERS,
@@ -111,6 +112,7 @@ class Selector:
     models: tuple[str, ...]
     labels: Mapping[str, str]
     tenants: tuple[str, ...] = ()  # a tenant budget counts only these tenants' share of the models' cost
+    hosted_models: tuple[str, ...] = ()  # API spend read from a gateway (hosted_spend) on these models; "*": all
 
     def matches(self, model: Model) -> bool:
         if self.models and model.name not in self.models:
@@ -187,6 +189,8 @@ class Config:
     token_weights: TokenWeights = field(default_factory=TokenWeights)
     tenants: Tenants | None = None
     gpu: GpuSourceConfig = GpuSourceConfig()
+    volumes: tuple[Volume, ...] = ()  # storage.volumes: priced per GiB-month by class
+    network: Network | None = None  # None: egress bytes counted, not priced
 
 
 DEFAULT_MODEL_NAME = "default"
@@ -398,6 +402,7 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
                                       f'{suggest(str(located_model.value), known_models)}')
     labels = selector_section.string_map("labels")
     tenants = tuple(str(t.value) for t in selector_section.items("tenants"))
+    hosted = tuple(str(t.value) for t in selector_section.items("hosted_models"))
     for shorthand in ("team", "project", "env"):
         value = selector_section.string(shorthand)
         if value is not None:
@@ -409,7 +414,7 @@ def _budget(item: Located, models: tuple[Model, ...]) -> Budget:
         name=name,
         amount_usd=section.number("amount_usd", required=True, minimum=0, exclusive_minimum=True),
         period=section.string("period", "month", choices=PERIODS),
-        selector=Selector(model_names, MappingProxyType(labels), tenants),
+        selector=Selector(model_names, MappingProxyType(labels), tenants, hosted),
         thresholds=thresholds,
     )
     section.finish()
@@ -570,6 +575,8 @@ def parse_config(text: str, source: str, catalog: Catalog | None = None, base_di
         tenants=tenants,
         energy=_energy(root.section("energy"), pricing),
         gpu=_gpu_source(root.section("gpu")),
+        volumes=parse_volumes(root.section("storage")),
+        network=parse_network(root.section("network")),
     )
     root.finish()
     return config
@@ -594,6 +601,10 @@ def _check_tenant_budgets(root: Section, budgets: tuple[Budget, ...], tenants: T
         raise root.missing("tenants", "is required: a budget selects tenants, so a gateway must count them")
     if tenants is not None and len(named) > tenants.max_tenants:
         raise root.raw("tenants").error(f"budgets name {len(named)} tenants; max_tenants is {tenants.max_tenants}")
+    hosted = [b.name for b in budgets if b.selector.hosted_models]
+    if hosted and not (tenants is not None and any(g.hosted_spend for g in tenants.gateways)):
+        raise root.raw("budgets").error(f'budget "{hosted[0]}" selects hosted_models, but no gateway in '
+                                        "tenants.gateways sets hosted_spend: true to read their spend")
 
 
 def load_config(path: str | Path | None) -> Config:

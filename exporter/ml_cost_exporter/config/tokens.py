@@ -44,6 +44,8 @@ class GatewayPreset:
     model_label: str
     tenant_label: str
     metrics: Mapping[str, MetricSpec]  # "input" / "output" / "total" -> counter spec
+    spend: MetricSpec | None = None  # the gateway's own spend counter in USD, by hosted model
+    spend_model_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Gateway:
     http: HttpSettings = field(default_factory=HttpSettings)  # credentials, TLS, redirects
     urls: tuple[str, ...] = ()  # every replica read and summed; url is the first (the gateway's name)
     replicas: str = "single"  # single | dns
+    hosted_spend: bool = False  # bring the gateway's API spend into the books (one exporter per gateway)
+    self_hosted_models: tuple[str, ...] = ()  # more spend model values that are self-hosted: ignored
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,12 @@ def _gateway_preset(name: str, section: Section) -> GatewayPreset:
     tenant_label = label_name(section, "tenant_label")
     if model_label is None or tenant_label is None:
         raise section.missing("model_label" if model_label is None else "tenant_label")
+    spend = section.raw("spend_usd")
     preset = GatewayPreset(name, section.string("description", ""), model_label, tenant_label,
-                           MappingProxyType(metrics))
+                           MappingProxyType(metrics), parse_metric_spec(spend) if spend is not None else None,
+                           label_name(section, "spend_model_label"))
+    if (preset.spend is None) != (preset.spend_model_label is None):
+        raise section.located.error("spend_usd and spend_model_label go together")
     section.finish()
     return preset
 
@@ -152,9 +160,13 @@ def _gateway(item: Located, models: Sequence[tuple[ModelKey, str]]) -> Gateway:
         http=parse_http_settings(section),
         urls=urls,
         replicas=section.string("replicas", "single", choices=REPLICAS),
+        hosted_spend=section.boolean("hosted_spend", False),
+        self_hosted_models=tuple(str(item.value) for item in section.items("self_hosted_models")),
     )
     if gateway.replicas == "dns" and section.has("urls"):
         raise section.raw("replicas").error("replicas: dns resolves the host of url; with urls, list every replica")
+    if gateway.hosted_spend and preset.spend is None:
+        raise section.raw("hosted_spend").error(f'the {preset.name} preset has no spend counter')
     section.finish()
     return gateway
 

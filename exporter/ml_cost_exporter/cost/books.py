@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from ml_cost_exporter.config.presets import PHASE_QUANTITIES
 from ml_cost_exporter.config.schema import Config
-from ml_cost_exporter.config.units import ModelKey
+from ml_cost_exporter.config.units import GIB, ModelKey
 from ml_cost_exporter.cost.cache import CacheSavings, CacheSavingsSnapshot
 from ml_cost_exporter.cost.energy import EnergyAccount, EnergySnapshot
 from ml_cost_exporter.cost.ledger import CostLedger, GapOutcome, IntervalCost, LedgerSnapshot, Usage
@@ -45,6 +45,20 @@ class Measurement:
     values: Quantities = field(default_factory=dict)  # per model, current values (gauges such as quality)
     tenant_tokens: TenantTokens = field(default_factory=dict)
     tenant_models: frozenset[ModelKey] = frozenset()  # models whose cost the gateways' tenants share
+    volume_sizes_bytes: Mapping[str, float] = field(default_factory=dict)  # volumes whose size was read
+    egress_bytes: float | None = None  # bytes the pod sent; None: the interface counters were not read
+    unpriced: tuple[tuple[str, str], ...] = ()  # (source, reason): parts of the bill this tick could not measure
+    hosted_usd: Mapping[str, float] = field(default_factory=dict)  # API spend through the gateways, by model
+
+
+@dataclass(frozen=True)
+class BillSnapshot:
+    """The storage and egress the books priced, and what they could not."""
+
+    unpriced_total: Mapping[tuple[str, str], float]  # ticks, by (source, reason)
+    transmit_bytes_total: float | None  # None: the network source is off
+    volume_sizes_bytes: Mapping[str, float]  # last known size of each volume read or given
+    hosted_usd_total: Mapping[str, float] = field(default_factory=dict)  # API spend by hosted model
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class BooksSnapshot:
     training: TrainingSnapshot
     cache: CacheSavingsSnapshot
     values: Quantities  # the last current value of every quantity read, per model
+    bill: BillSnapshot = BillSnapshot({}, None, {})
 
 
 def usage_of(measurement: Measurement) -> Usage:
@@ -68,7 +83,9 @@ def usage_of(measurement: Measurement) -> Usage:
               for quantity, kind in TOKEN_QUANTITIES.items() if quantity in q}
     return Usage(measurement.start, measurement.end, measurement.gpu_utilization, measurement.gpu_power_watts,
                  measurement.cpu_used_cores, measurement.memory_used_bytes, requests=counts["requests"],
-                 tokens=tokens, compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"])
+                 tokens=tokens, compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"],
+                 volume_sizes_gib={name: size / GIB for name, size in measurement.volume_sizes_bytes.items()},
+                 egress_bytes=measurement.egress_bytes or 0.0)
 
 
 def token_signals(deltas: Quantities) -> dict[ModelKey, TokenSignals]:
@@ -111,6 +128,7 @@ class Books:
         self.cache = CacheSavings()
         self._config = config
         self._values: Quantities = {}
+        self._bill = BillAccount(config, rates)
 
     def sections(self) -> dict[str, object]:
         """The accounts by their checkpoint section name."""
@@ -128,10 +146,12 @@ class Books:
         self.energy.reconfigure(models, config.energy, window)
         self.training.reconfigure(config.models, window)
         self.cache.keep(set(models))
+        self._bill.reconfigure(config, rates)
 
     def reprice(self, config: Config, rates: CostRates, now: float) -> None:
         """New prices for the same config (GPUs appeared or went away): only the ledger's rates change."""
         self.ledger.reconfigure(config, rates, now)
+        self._bill.reconfigure(config, rates)
 
     def record(self, measurement: Measurement) -> IntervalCost:
         """Accrue one measured interval in every account."""
@@ -148,7 +168,17 @@ class Books:
         if hits:
             self.cache.add(interval, usage.requests, hits)
         self._values = measurement.values
+        self._bill.record(measurement)
+        self._hosted_budgets(measurement)
         return interval
+
+    def _hosted_budgets(self, measurement: Measurement) -> None:
+        """Count the gateways' API spend against the budgets that name its hosted models."""
+        for budget in self._config.budgets:
+            names = budget.selector.hosted_models
+            if names:
+                usd = sum(v for model, v in measurement.hosted_usd.items() if "*" in names or model in names)
+                self.ledger.add_hosted_spend(budget.name, measurement.start, measurement.end, usd)
 
     def _tenant_budgets(self, interval: IntervalCost, charged: Mapping[ModelKey, Mapping[str, float]]) -> None:
         for budget in self._config.budgets:
@@ -169,7 +199,8 @@ class Books:
     def snapshot(self, now: float) -> BooksSnapshot:
         ledger = self.ledger.snapshot(now)
         return BooksSnapshot(ledger, self.tokens.snapshot(now), self.tenants.snapshot(), self.energy.snapshot(now),
-                             self.training.snapshot(job_cost(ledger)), self.cache.snapshot(), self._values)
+                             self.training.snapshot(job_cost(ledger)), self.cache.snapshot(), self._values,
+                             self._bill.snapshot())
 
 
 def sum_quantities(parts: Iterable[Quantities]) -> dict[ModelKey, dict[str, float]]:
@@ -181,3 +212,45 @@ def sum_quantities(parts: Iterable[Quantities]) -> dict[ModelKey, dict[str, floa
             for quantity, amount in quantities.items():
                 slot[quantity] = slot.get(quantity, 0.0) + amount
     return merged
+
+
+class BillAccount:
+    """What the books know of storage and egress beyond their money: bytes sent, sizes, what went unpriced."""
+
+    def __init__(self, config: Config, rates: CostRates) -> None:
+        self._unpriced: dict[tuple[str, str], float] = {}
+        self._transmit_bytes: float | None = None
+        self._sizes: dict[str, float] = {}
+        self._hosted: dict[str, float] = {}
+        self.reconfigure(config, rates)
+
+    def reconfigure(self, config: Config, rates: CostRates) -> None:
+        self._priced_unknown = rates.bill.unpriced  # known when pricing: counted every tick they last
+        self._priced_volumes = tuple(rates.bill.volume_usd_per_gib_hour)
+        self._egress_priced = rates.bill.egress_usd_per_gib is not None
+        names = {v.name for v in config.volumes}
+        self._sizes = {name: size for name, size in self._sizes.items() if name in names}
+        self._sizes.update({v.name: v.size_gib * GIB for v in config.volumes if v.size_gib is not None})
+
+    def record(self, measurement: Measurement) -> None:
+        self._sizes.update(measurement.volume_sizes_bytes)
+        for key in (*self._priced_unknown, *measurement.unpriced, *self._unmeasured(measurement)):
+            self._unpriced[key] = self._unpriced.get(key, 0.0) + 1.0
+        if measurement.egress_bytes is not None:
+            self._transmit_bytes = (self._transmit_bytes or 0.0) + measurement.egress_bytes
+        for model, usd in measurement.hosted_usd.items():
+            self._hosted[model] = self._hosted.get(model, 0.0) + usd
+
+    def _unmeasured(self, measurement: Measurement) -> list[tuple[str, str]]:
+        """Priced parts no source measured at all (its collector off, or no size ever read), unless a
+        source already said why: they would otherwise be priced at zero without a word."""
+        reported = {source for source, _ in measurement.unpriced}
+        missing = [(f"volume:{name}", "not_measured") for name in self._priced_volumes
+                   if name not in self._sizes and f"volume:{name}" not in reported]
+        if self._egress_priced and measurement.egress_bytes is None and not any(
+                source.startswith("network") for source in reported):
+            missing.append(("network", "not_measured"))
+        return missing
+
+    def snapshot(self) -> BillSnapshot:
+        return BillSnapshot(dict(self._unpriced), self._transmit_bytes, dict(self._sizes), dict(self._hosted))

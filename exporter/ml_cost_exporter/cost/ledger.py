@@ -39,6 +39,8 @@ class Usage:
     tokens: Mapping[tuple[ModelKey, str], float] = field(default_factory=dict)
     compute_seconds: Mapping[ModelKey, float] = field(default_factory=dict)
     failed_requests: Mapping[ModelKey, float] = field(default_factory=dict)
+    volume_sizes_gib: Mapping[str, float] = field(default_factory=dict)  # volumes whose size was read
+    egress_bytes: float = 0.0  # bytes the pod sent in the interval
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,12 @@ class CostLedger:
         self._budget_period_end: dict[tuple[str, str], float] = {}
         self._hourly: dict[tuple[str, str, str, str], float] = {}
         self._budget_rate_usd_per_hour: dict[str, float] = {}
+        self._budget_hosted_usd_per_hour: dict[str, float] = {}  # API spend rate, beside the pod's own
         self._last_shares: dict[ModelKey, float] = {}
         self._since = now
         self._accrued_until = now
         self._restored_rates: dict[str, float] | None = None
+        self._volume_sizes_gib: dict[str, float] = {}  # last read, kept while a volume cannot be read
         self.reconfigure(config, rates, now)
 
     @property
@@ -137,32 +141,51 @@ class CostLedger:
             self._budget_period_end[(budget.name, period.label)] = period.end
 
     def _resource_rates(self, power_watts: float | None) -> dict[str, float]:
+        """Hourly rates by resource; network is 0 here (it is priced by the bytes a measured interval sent)."""
         rates = self._rates.static_usd_per_hour()
         if self._rates.energy_usd_per_kwh > 0:
             watts = power_watts if power_watts is not None else self._rates.fallback_power_watts
             rates["energy"] = watts / 1000.0 * self._rates.energy_usd_per_kwh
+        resources = self._rates.resources()
+        if "storage" in resources:
+            sizes = {**self._rates.bill.volume_sizes_gib, **self._volume_sizes_gib}
+            rates["storage"] = self._rates.bill.storage_usd_per_hour(sizes)
+        if "network" in resources:
+            rates["network"] = 0.0
         return rates
 
-    def _set_rates(self, rates: dict[str, float], shares: dict[ModelKey, float]) -> None:
+    def _measured_rates(self, usage: Usage) -> dict[str, float]:
+        """The interval's rates: measured power, volume sizes and the egress spread over the interval."""
+        self._volume_sizes_gib.update(usage.volume_sizes_gib)
+        rates = self._resource_rates(usage.gpu_power_watts)
+        if "network" in rates:
+            rates["network"] = self._rates.bill.egress_usd(usage.egress_bytes) / ((usage.end - usage.start) / 3600.0)
+        return rates
+
+    def _set_rates(self, rates: dict[str, float], shares: dict[ModelKey, float],
+                   resource_shares: Mapping[str, Mapping[ModelKey, float]] | None = None) -> None:
         tenant_budgets = {b.name for b in self._config.budgets if b.selector.tenants}
         self._budget_rate_usd_per_hour = {k: v for k, v in self._budget_rate_usd_per_hour.items()
                                           if k in tenant_budgets}  # set by add_budget_spend
+        resource_shares = resource_shares or {}
         for model in self._config.models:
             for resource, rate in rates.items():
-                self._hourly[(*model.key, model.workload, resource)] = rate * shares[model.key]
+                share = resource_shares.get(resource, shares)[model.key]
+                self._hourly[(*model.key, model.workload, resource)] = rate * share
         for budget in self._config.budgets:
             if budget.selector.tenants:
                 continue
             self._budget_rate_usd_per_hour[budget.name] = sum(
-                rate * shares[m.key] for m in self._config.models if budget.selector.matches(m)
-                for rate in rates.values())
+                rate * resource_shares.get(resource, shares)[m.key] for m in self._config.models
+                if budget.selector.matches(m) for resource, rate in rates.items())
 
-    def _shares(self, usage: Usage) -> dict[ModelKey, float]:
+    def _shares(self, usage: Usage, by_requests: bool = False) -> dict[ModelKey, float]:
         """Each model's share of the interval's cost by work done: compute time, else requests served
-        (successful and failed alike: both used the hardware), else equal."""
+        (successful and failed alike: both used the hardware), else equal. `by_requests`: requests even
+        under compute-time attribution (egress follows the responses, not the GPU time)."""
         models = self._config.models
         weights = None
-        if self._config.attribution == "compute_time":
+        if self._config.attribution == "compute_time" and not by_requests:
             weights = {m.key: max(usage.compute_seconds.get(m.key, 0.0), 0.0) for m in models}
             if sum(weights.values()) <= 0:
                 weights = None
@@ -199,9 +222,10 @@ class CostLedger:
         if usage.end - usage.start <= 0:
             return IntervalCost(usage.start, usage.end, {}, {})
         with self._lock:
-            rates = self._resource_rates(usage.gpu_power_watts)
+            rates = self._measured_rates(usage)
             shares = self._shares(usage)
-            interval = self._accrue(usage.start, usage.end, rates, shares, self._idle_fractions(usage))
+            by_resource = {"network": self._shares(usage, by_requests=True)} if "network" in rates else {}
+            interval = self._accrue(usage.start, usage.end, rates, shares, self._idle_fractions(usage), by_resource)
             for model in self._config.models:
                 requests = max(usage.requests.get(model.key, 0.0), 0.0)
                 self._requests[model.key] += requests
@@ -230,21 +254,23 @@ class CostLedger:
             return interval
 
     def _accrue(self, start: float, end: float, rates: Mapping[str, float], shares: Mapping[ModelKey, float],
-                idle: Mapping[str, float]) -> IntervalCost:
+                idle: Mapping[str, float],
+                resource_shares: Mapping[str, Mapping[ModelKey, float]] | None = None) -> IntervalCost:
+        """Accrue the interval's money by model: each resource by the shares, or its own shares if given."""
         hours = (end - start) / 3600.0
         by_model: dict[ModelKey, dict[str, float]] = {}
+        resource_shares = resource_shares or {}
         for model in self._config.models:
-            share = shares[model.key]
             costs = by_model.setdefault(model.key, {})
             for resource, rate in rates.items():
-                cost = rate * hours * share
+                cost = rate * hours * resource_shares.get(resource, shares)[model.key]
                 costs[resource] = cost
                 key = (*model.key, model.workload, resource)
                 self._usd[key] = self._usd.get(key, 0.0) + cost
                 if resource in idle:
                     self._idle[(*model.key, resource)] += cost * idle[resource]
             self._record_budgets(model, sum(costs.values()), start, end)
-        self._set_rates(dict(rates), dict(shares))
+        self._set_rates(dict(rates), dict(shares), resource_shares)
         self._accrued_until = max(self._accrued_until, end)
         return IntervalCost(start, end, by_model, dict(shares))
 
@@ -270,6 +296,18 @@ class CostLedger:
                 self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
                 self._budget_period_end[key] = period.end
             self._budget_rate_usd_per_hour[name] = usd / ((end - start) / 3600.0)
+
+    def add_hosted_spend(self, name: str, start: float, end: float, usd: float) -> None:
+        """Count API spend read from a gateway against a budget, beside the pod's own cost and burn rate."""
+        budget = next((b for b in self._config.budgets if b.name == name), None)
+        if budget is None or end <= start:
+            return
+        with self._lock:
+            for period, part in split_by_period(budget.period, start, end):
+                key = (budget.name, period.label)
+                self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
+                self._budget_period_end[key] = period.end
+            self._budget_hosted_usd_per_hour[name] = usd / ((end - start) / 3600.0)
 
     def _prune(self, now: float) -> None:
         horizon = now - self._config.collection.cost_window_seconds
@@ -347,7 +385,9 @@ class CostLedger:
                 if budget.period == "job":
                     continue  # a job has no period length, so no affordable rate and no burn rate
                 affordable_per_hour = budget.amount_usd / (periods[budget.name].length_seconds / 3600.0)
-                burn[budget.name] = self._budget_rate_usd_per_hour.get(budget.name, 0.0) / affordable_per_hour
+                rate = (self._budget_rate_usd_per_hour.get(budget.name, 0.0)
+                        + self._budget_hosted_usd_per_hour.get(budget.name, 0.0))
+                burn[budget.name] = rate / affordable_per_hour
             return LedgerSnapshot(
                 usd_total=dict(self._usd),
                 idle_usd_total=dict(self._idle),

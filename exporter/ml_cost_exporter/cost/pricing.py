@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
+from ml_cost_exporter.config.bill import Volume
 from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, GpuType
+from ml_cost_exporter.config.located import suggest
 from ml_cost_exporter.config.schema import Config
+from ml_cost_exporter.config.units import GIB
 
+log = logging.getLogger(__name__)
 HOURS_PER_YEAR = 8760.0
-RESOURCES = ("gpu", "cpu", "memory", "energy", "fixed")
+HOURS_PER_MONTH = HOURS_PER_YEAR / 12  # 730: the month a GiB-month price is divided by
+RESOURCES = ("gpu", "cpu", "memory", "energy", "fixed", "storage", "network")
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,32 @@ class ResolvedAllocation:
 
 
 @dataclass(frozen=True)
+class BillRates:
+    """Storage and egress prices of this pod; what has no price is listed as unpriced, never priced at 0."""
+
+    volume_usd_per_gib_hour: Mapping[str, float] = field(default_factory=dict)  # priced volumes, by name
+    volume_sizes_gib: Mapping[str, float] = field(default_factory=dict)  # sizes given in the config
+    egress_usd_per_gib: float | None = None  # None: egress not priced
+    unpriced: tuple[tuple[str, str], ...] = ()  # (source, reason) known when pricing, e.g. an unknown class
+
+    def storage_usd_per_hour(self, sizes_gib: Mapping[str, float]) -> float:
+        """The priced volumes at these sizes; a volume with no known size adds nothing (it is reported)."""
+        return sum(rate * sizes_gib[name] for name, rate in self.volume_usd_per_gib_hour.items() if name in sizes_gib)
+
+    def egress_usd(self, bytes_sent: float) -> float:
+        return egress_usd(self.egress_usd_per_gib or 0.0, bytes_sent / GIB)
+
+
+def storage_usd(usd_per_gib_month: float, gib: float, months: float) -> float:
+    """What `gib` of a class costs for `months` (a month is 730 hours)."""
+    return usd_per_gib_month * gib * months
+
+
+def egress_usd(usd_per_gib: float, gib: float) -> float:
+    return usd_per_gib * gib
+
+
+@dataclass(frozen=True)
 class CostRates:
     """Hourly prices of what the pod holds; energy is priced per kWh of measured power."""
 
@@ -35,17 +68,26 @@ class CostRates:
     energy_usd_per_kwh: float  # 0 in the cloud, where energy is in the price
     fallback_power_watts: float  # the GPUs' TDP, used for energy while power is not measured
     allocation: ResolvedAllocation
+    bill: BillRates = BillRates()
 
     def static_usd_per_hour(self) -> dict[str, float]:
         return {"gpu": self.gpu_usd_per_hour, "cpu": self.cpu_usd_per_hour,
                 "memory": self.memory_usd_per_hour, "fixed": self.fixed_usd_per_hour}
 
     def resources(self) -> tuple[str, ...]:
-        """Resources this pod is charged for: energy only where it is priced separately (on-prem)."""
-        return tuple(r for r in RESOURCES if r != "energy" or self.energy_usd_per_kwh > 0)
+        """Resources this pod is charged for: energy only where it is priced separately (on-prem), storage
+        and network only where volumes or egress are priced."""
+        charged = {"energy": self.energy_usd_per_kwh > 0, "storage": bool(self.bill.volume_usd_per_gib_hour),
+                   "network": self.bill.egress_usd_per_gib is not None}
+        return tuple(r for r in RESOURCES if charged.get(r, True))
 
 
 def price_allocation(config: Config, allocation: ResolvedAllocation) -> CostRates:
+    rates = _price_compute(config, allocation)
+    return replace(rates, bill=price_bill(config))
+
+
+def _price_compute(config: Config, allocation: ResolvedAllocation) -> CostRates:
     pricing = config.pricing
     if pricing.provider in CLOUD_PROVIDERS:
         return _price_cloud(config, allocation)
@@ -117,3 +159,49 @@ def _price_cloud(config: Config, allocation: ResolvedAllocation) -> CostRates:
         fallback_power_watts=0.0,
         allocation=allocation,
     )
+
+
+# --- the rest of the bill: volumes and egress ----------------------------------------------------
+
+def _volume_usd_per_gib_month(config: Config, volume: Volume) -> float | None:
+    """The volume's price: its own, else its class's in the catalog; None (with one warning) if neither."""
+    if volume.usd_per_gib_month is not None:
+        return volume.usd_per_gib_month
+    provider = config.catalog.providers.get(config.pricing.provider)
+    classes = provider.storage_classes if provider is not None else {}
+    if volume.storage_class in classes:
+        return classes[volume.storage_class].usd_per_gib_month
+    log.warning('volume "%s": %s has no storage class "%s" in the catalog%s; its storage is unpriced (set '
+                "usd_per_gib_month)", volume.name, config.pricing.provider, volume.storage_class,
+                suggest(volume.storage_class, list(classes)))
+    return None
+
+
+def _egress_usd_per_gib(config: Config) -> float | None:
+    network = config.network
+    if network.usd_per_gib is not None:
+        return network.usd_per_gib
+    provider = config.catalog.providers.get(config.pricing.provider)
+    if provider is None or provider.egress is None:
+        log.warning("network: %s has no egress prices in the catalog; egress is unpriced (set network.usd_per_gib)",
+                    config.pricing.provider)
+        return None
+    return provider.egress.usd_per_gib(network.destination, network.monthly_internet_gib)
+
+
+def price_bill(config: Config) -> BillRates:
+    """Hourly prices of the configured volumes per GiB, and the price of a GiB sent."""
+    rates, unpriced = {}, []
+    for volume in config.volumes:
+        monthly = _volume_usd_per_gib_month(config, volume)
+        if monthly is None:
+            unpriced.append((f"volume:{volume.name}", "unknown_class"))
+        else:
+            rates[volume.name] = monthly / HOURS_PER_MONTH
+    egress = None
+    if config.network is not None:
+        egress = _egress_usd_per_gib(config)
+        if egress is None:
+            unpriced.append(("network", "no_price"))
+    sizes = {v.name: v.size_gib for v in config.volumes if v.size_gib is not None}
+    return BillRates(rates, sizes, egress, tuple(unpriced))

@@ -15,6 +15,7 @@ from pathlib import Path
 from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, PURCHASE_OPTIONS, Catalog
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Section, load_located
+from ml_cost_exporter.decide.bill import add_flags, bill_figures
 from ml_cost_exporter.decide.errors import EXIT_FINDING, EXIT_OK, UsageError
 from ml_cost_exporter.decide.history import like_history
 from ml_cost_exporter.decide.output import Column, Document, usd
@@ -87,6 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
     parser.add_argument("--like", metavar="MODEL[:VERSION]", help="Use this model's measured history in Prometheus.")
     parser.add_argument("--at", help="End of the history --like reads (default now; RFC 3339 or date).")
     parser.add_argument("--history", default="30d", help="How much history --like reads (default 30d).")
+    add_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -201,18 +203,20 @@ def run(context) -> tuple[Document, int, str | None]:
     units, replicas = _gpu_units(job, catalog)
     hours, basis = _hours(job)
     quote = _quote(job, catalog, units, replicas)
-    total = quote.hourly_usd * hours
+    compute = quote.hourly_usd * hours
+    extras = bill_figures(args, job.provider, catalog, hours)
+    total = compute + sum(row["usd"] for row in extras)
     figures = [{"figure": "total", "usd": total, "basis": basis},
                {"figure": "per hour", "usd": quote.hourly_usd,
                 "basis": f"{units:g} GPU units" + (f" in {replicas:g} replicas" if replicas > 1 else "")}]
-    figures += _unit_figures(job, total, hours)
+    figures += [*extras, *_unit_figures(job, total, hours)]
     document = Document("estimate", {"job": {k: v for k, v in job.__dict__.items() if v is not None},
                                      "gpu_units": units, "replicas": replicas, "hours": hours,
                                      "total_usd": total, "source": quote.source, "as_of": quote.as_of})
     document.sections.append(OutSection("figures", f"Estimate on {quote.provider} {quote.purchase_option}"
                                         f" ({quote.instance or 'owned'}, prices as of {quote.as_of})",
                                         FIGURE_COLUMNS, figures))
-    alternatives = _alternatives(job, catalog, units, replicas, hours, total)
+    alternatives = _alternatives(job, catalog, units, replicas, hours, compute)
     document.sections.append(OutSection("alternatives", "The same job elsewhere, cheapest first", ALT_COLUMNS,
                                         alternatives))
     message = None

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from ml_cost_exporter import __version__
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.schema import Config, load_config
-from ml_cost_exporter.decide import budgets, estimate, pricing_cmd, recommend, report
+from ml_cost_exporter.decide import budgets, compare, estimate, pricing_cmd, recommend, report
 from ml_cost_exporter.decide.errors import EXIT_OK, CliError, UsageError
 from ml_cost_exporter.decide.output import FORMATS, render
 from ml_cost_exporter.decide.promapi import Connection, Prometheus, read_secret
 from ml_cost_exporter.decide.timeparse import parse_duration, parse_instant
 
 ENV_PREFIX = "MLCOST_"
-SUBCOMMANDS = (pricing_cmd, estimate, report, budgets, recommend)
+SUBCOMMANDS = (pricing_cmd, estimate, report, budgets, recommend, compare)
 
 
 class _Parser(argparse.ArgumentParser):

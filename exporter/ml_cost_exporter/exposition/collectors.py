@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ml_cost_exporter import __version__
 from ml_cost_exporter.cost.ledger import IDLE_RESOURCES
+from ml_cost_exporter.exposition.bill import bill_families
 from ml_cost_exporter.exposition.energy import energy_families
 from ml_cost_exporter.exposition.families import family
 from ml_cost_exporter.exposition.tokens import token_families
@@ -116,6 +117,7 @@ def cost_families(state: State) -> Iterator[Metric]:
     yield pricing
 
     yield from _budget_families(state)
+    yield from bill_families(state)
 
 def _budget_families(state: State) -> Iterator[Metric]:
     snapshot = state.books.ledger

@@ -17,6 +17,7 @@ from ml_cost_exporter.config.tokens import Gateway
 from ml_cost_exporter.config.units import ModelKey
 from ml_cost_exporter.sources.expfmt import iter_samples, not_metrics, parse_labels, sample_pattern
 from ml_cost_exporter.sources.fetch import Backoff, FetchError, KeptAliveFetch
+from ml_cost_exporter.sources.hosted import HostedSpend
 from ml_cost_exporter.sources.plausible import (
     DEFAULT_PLAUSIBILITY,
     Plausibility,
@@ -40,6 +41,7 @@ class GatewayReading:
     dropped_series: int = 0
     invalid_samples: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # refused samples and increases, by reason
+    hosted_usd: dict[str, float] = field(default_factory=dict)  # API spend by hosted model (hosted_spend)
 
 
 class GatewaySource:
@@ -70,6 +72,7 @@ class GatewaySource:
         self._rejections = RejectionLog(self.name, monotonic)
         self._backoff = Backoff(interval, f"gateway {gateway.url}")
         self.last_reading = GatewayReading(ok=False, error="not fetched yet")
+        self.hosted = HostedSpend(gateway, max_series) if gateway.hosted_spend else None
 
     @property
     def covered(self) -> frozenset[ModelKey]:
@@ -83,6 +86,8 @@ class GatewaySource:
             self._baseline_taken = previous._baseline_taken
             self._last_read_at = previous._last_read_at
             self.last_reading = previous.last_reading
+            if self.hosted is not None and previous.hosted is not None:
+                self.hosted.adopt(previous.hosted)
 
     def sample(self) -> GatewayReading:
         now = self._monotonic()
@@ -101,6 +106,9 @@ class GatewaySource:
             return self.last_reading
         self._backoff.succeeded()
         self.last_reading = self._ingest(texts, now)
+        if self.hosted is not None:
+            self.last_reading.hosted_usd = self.hosted.deltas(texts)
+            self.last_reading.invalid_samples += self.hosted.invalid_samples
         return self.last_reading
 
     def _classify(self, name: str, labels: dict[str, str]) -> list[tuple[ModelKey, str, str, float]]:
