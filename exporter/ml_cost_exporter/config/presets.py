@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -17,23 +18,41 @@ from types import MappingProxyType
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Located, Section, load_located
 
-# `requests` are successful requests only; `failed_requests` are those the server admitted and
-# did not complete (errors, aborts, timeouts), never those it rejected before doing work.
-QUANTITIES = ("requests", "failed_requests", "prompt_tokens", "generation_tokens", "compute_seconds", *(
-    "samples", "steps", "epochs", "training_tokens", "expected_epochs", "expected_samples", "quality"))
-WORK_QUANTITIES = ("prompt_tokens", "generation_tokens", "compute_seconds")
-# Token economics (docs/tokens.md): phase timing and prompt tokens served from the prefix cache.
-PHASE_QUANTITIES = ("prefill_seconds", "decode_seconds", "cached_prompt_tokens")
-# Successful requests a response cache answered without model work (they are among `requests`).
-CACHE_QUANTITIES = ("cache_hits",)
-QUANTITIES = (*QUANTITIES, *PHASE_QUANTITIES, *CACHE_QUANTITIES)
+
+class Quantity(StrEnum):
+    """Everything a preset can read from a server, each in its base unit; the one list of their names."""
+
+    REQUESTS = "requests"  # successful requests only
+    # Admitted and not completed (errors, aborts, timeouts), never those rejected before doing work.
+    FAILED_REQUESTS = "failed_requests"
+    PROMPT_TOKENS = "prompt_tokens"
+    GENERATION_TOKENS = "generation_tokens"
+    COMPUTE_SECONDS = "compute_seconds"
+    SAMPLES = "samples"
+    STEPS = "steps"
+    EPOCHS = "epochs"
+    TRAINING_TOKENS = "training_tokens"
+    EXPECTED_EPOCHS = "expected_epochs"
+    EXPECTED_SAMPLES = "expected_samples"
+    QUALITY = "quality"
+    # Token economics (docs/tokens.md): phase timing and prompt tokens served from the prefix cache.
+    PREFILL_SECONDS = "prefill_seconds"
+    DECODE_SECONDS = "decode_seconds"
+    CACHED_PROMPT_TOKENS = "cached_prompt_tokens"
+    CACHE_HITS = "cache_hits"  # successful requests a response cache answered without model work
+
+
+Q = Quantity
+QUANTITIES = tuple(Quantity)
+WORK_QUANTITIES = (Q.PROMPT_TOKENS, Q.GENERATION_TOKENS, Q.COMPUTE_SECONDS)
+PHASE_QUANTITIES = (Q.PREFILL_SECONDS, Q.DECODE_SECONDS, Q.CACHED_PROMPT_TOKENS)
 # What a training job reports about its progress; a preset needs requests or one of these.
-PROGRESS_QUANTITIES = ("samples", "steps", "epochs")
+PROGRESS_QUANTITIES = (Q.SAMPLES, Q.STEPS, Q.EPOCHS)
 # A drop in these is a job restarted (often resumed from a checkpoint with its counters restored), not
 # new work: the new value becomes the baseline instead of counting as progress made since the last read.
-BASELINE_ON_RESET = (*PROGRESS_QUANTITIES, "training_tokens")
+BASELINE_ON_RESET = (*PROGRESS_QUANTITIES, Q.TRAINING_TOKENS)
 # Read as their current value (gauges), not as counter increments.
-GAUGE_QUANTITIES = ("expected_epochs", "expected_samples", "quality")
+GAUGE_QUANTITIES = (Q.EXPECTED_EPOCHS, Q.EXPECTED_SAMPLES, Q.QUALITY)
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

@@ -82,7 +82,7 @@ class Allocation:
 
 
 @dataclass(frozen=True)
-class ServerSource:
+class ServerConfig:
     preset: Preset
     url: str
     model: str  # the model's label value in the server's metrics
@@ -95,7 +95,7 @@ class Model:
     name: str
     version: str
     workload: str
-    server: ServerSource | None
+    server: ServerConfig | None
     target_cost_per_1k_usd: float | None
     labels: Mapping[str, str]
     expected_epochs: float | None = None  # a training job's total, when known before the job exports one
@@ -332,7 +332,7 @@ def _allocation(section: Section | None, catalog: Catalog, pricing: Pricing) -> 
     return allocation
 
 
-def _server(section: Section, model_name: str) -> ServerSource:
+def _server(section: Section, model_name: str) -> ServerConfig:
     presets = embedded_presets()
     preset_name = section.string("preset", required=True, choices=(*presets, "generic"))
     url = section.string("url", required=True)
@@ -341,7 +341,7 @@ def _server(section: Section, model_name: str) -> ServerSource:
         raise section.raw("url").error(f'"{url}" is not an http:// or https:// URL')
     base = presets.get(preset_name)
     preset = parse_preset(preset_name, section, base)  # generic needs its own `requests`; others may override
-    server = ServerSource(
+    server = ServerConfig(
         preset=preset,
         url=url,
         model=section.string("model", model_name),

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ml_cost_exporter.config.presets import PHASE_QUANTITIES
+from ml_cost_exporter.config.presets import Quantity as Q
 from ml_cost_exporter.config.schema import Config
 from ml_cost_exporter.config.units import GIB, ModelKey
 from ml_cost_exporter.cost.cache import CacheSavings, CacheSavingsSnapshot
@@ -24,10 +25,9 @@ from ml_cost_exporter.cost.training import TrainingAccount, TrainingSnapshot
 
 Quantities = Mapping[ModelKey, Mapping[str, float]]
 TenantTokens = Mapping[tuple[ModelKey, str, str], float]  # (model, raw tenant label, kind) -> tokens
-TOKEN_QUANTITIES = {"prompt_tokens": "prompt", "generation_tokens": "generation"}
-_SIGNAL_FIELDS = {"prompt_tokens": "prompt_tokens", "generation_tokens": "generation_tokens",
-                  **{q: q for q in PHASE_QUANTITIES}}
-_USAGE_COUNTS = ("requests", "failed_requests", "compute_seconds")
+TOKEN_QUANTITIES = {Q.PROMPT_TOKENS: "prompt", Q.GENERATION_TOKENS: "generation"}  # quantity -> token kind
+_SIGNAL_FIELDS = {str(q): str(q) for q in (Q.PROMPT_TOKENS, Q.GENERATION_TOKENS, *PHASE_QUANTITIES)}
+_USAGE_COUNTS = (Q.REQUESTS, Q.FAILED_REQUESTS, Q.COMPUTE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,8 @@ def usage_of(measurement: Measurement) -> Usage:
     tokens = {(key, kind): q[quantity] for key, q in measurement.deltas.items()
               for quantity, kind in TOKEN_QUANTITIES.items() if quantity in q}
     return Usage(measurement.start, measurement.end, measurement.gpu_utilization, measurement.gpu_power_watts,
-                 measurement.cpu_used_cores, measurement.memory_used_bytes, requests=counts["requests"],
-                 tokens=tokens, compute_seconds=counts["compute_seconds"], failed_requests=counts["failed_requests"],
+                 measurement.cpu_used_cores, measurement.memory_used_bytes, requests=counts[Q.REQUESTS],
+                 tokens=tokens, compute_seconds=counts[Q.COMPUTE_SECONDS], failed_requests=counts[Q.FAILED_REQUESTS],
                  volume_sizes_gib={name: size / GIB for name, size in measurement.volume_sizes_bytes.items()},
                  egress_bytes=measurement.egress_bytes or 0.0)
 
@@ -161,10 +161,10 @@ class Books:
         if measurement.tenant_models:
             charged = self.tenants.record(interval, phases, measurement.tenant_tokens, measurement.tenant_models)
             self._tenant_budgets(interval, charged)
-        epochs = {key: q["epochs"] for key, q in measurement.deltas.items() if "epochs" in q}
+        epochs = {key: q[Q.EPOCHS] for key, q in measurement.deltas.items() if Q.EPOCHS in q}
         self.energy.record(interval, measurement.gpu_energy_joules, usage.requests, epochs)
         self.training.record(interval, measurement.deltas, measurement.values)
-        hits = {key: q["cache_hits"] for key, q in measurement.deltas.items() if "cache_hits" in q}
+        hits = {key: q[Q.CACHE_HITS] for key, q in measurement.deltas.items() if Q.CACHE_HITS in q}
         if hits:
             self.cache.add(interval, usage.requests, hits)
         self._values = measurement.values

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ml_cost_exporter.config.presets import Quantity as Q
 from ml_cost_exporter.config.schema import Budget, Config, Model
 from ml_cost_exporter.config.units import GIB, ModelKey
 from ml_cost_exporter.cost.ledger_state import TOKEN_KINDS, LedgerState, decode, encode
@@ -125,7 +126,7 @@ class CostLedger:
                 del store[key]
         for model in config.models:
             self._requests.setdefault(model.key, 0.0)
-            if model.server is not None and "failed_requests" in model.server.preset.metrics:
+            if model.server is not None and Q.FAILED_REQUESTS in model.server.preset.metrics:
                 self._failed.setdefault(model.key, 0.0)
             self._window.setdefault(model.key, deque())
             for resource in rates.resources():

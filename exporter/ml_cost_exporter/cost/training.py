@@ -17,10 +17,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ml_cost_exporter.config.presets import Quantity as Q
 from ml_cost_exporter.config.schema import Model
 from ml_cost_exporter.cost.ledger import IntervalCost, ModelKey
 
-PROGRESS = ("samples", "steps", "epochs", "training_tokens")
+PROGRESS = (Q.SAMPLES, Q.STEPS, Q.EPOCHS, Q.TRAINING_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class TrainingAccount:
                         total_key = (*key, unit)
                         self._totals[total_key] = self._totals.get(total_key, 0.0) + progress[unit]
                 self._window.setdefault(key, deque()).append(
-                    (interval.end, interval.model_total(key), max(progress.get("epochs", 0.0), 0.0),
+                    (interval.end, interval.model_total(key), max(progress.get(Q.EPOCHS, 0.0), 0.0),
                      max(progress.get("samples", 0.0), 0.0)))
                 if key in values:
                     self._current[key] = dict(values[key])
@@ -97,8 +98,8 @@ class TrainingAccount:
         """(units done, units expected, cost per unit) in epochs where known, else in samples."""
         model, current = self._models[key], self._current.get(key, {})
         expected_epochs = model.expected_epochs or current.get("expected_epochs")
-        if expected_epochs and "epochs" in current:
-            return current["epochs"], expected_epochs, per_epoch
+        if expected_epochs and Q.EPOCHS in current:
+            return current[Q.EPOCHS], expected_epochs, per_epoch
         expected_samples = model.expected_samples or current.get("expected_samples")
         if expected_samples and "samples" in current:
             return current["samples"], expected_samples, None if per_1m_samples is None else per_1m_samples / 1e6

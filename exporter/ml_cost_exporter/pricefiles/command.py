@@ -13,7 +13,7 @@ from ml_cost_exporter.pricefiles import aws, azure, gcp
 from ml_cost_exporter.pricefiles.common import (
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT_SECONDS,
-    PeerError,
+    PriceFetchError,
     PriceFileError,
     Reader,
 )
@@ -84,7 +84,7 @@ def run_update(args: argparse.Namespace) -> int:
     except PriceFileError as exc:
         print(f"pricing update: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except PeerError as exc:
+    except PriceFetchError as exc:
         print(f"pricing update: {exc}", file=sys.stderr)
         return EXIT_PEER
     missing = sorted(set(known) - {p.instance for p in prices})

@@ -22,7 +22,7 @@ class PriceFileError(Exception):
     """A price file that cannot be used: malformed, of the wrong kind, or without the prices asked for."""
 
 
-class PeerError(Exception):
+class PriceFetchError(Exception):
     """A price URL that could not be fetched (network, HTTP status, deadline)."""
 
 
@@ -66,7 +66,7 @@ class Reader:
     def _remaining(self, location: str) -> float:
         remaining = self._deadline - self.monotonic()
         if remaining <= 0:
-            raise PeerError(f"{redact(location)}: deadline of {self.timeout_seconds:g}s exceeded")
+            raise PriceFetchError(f"{redact(location)}: deadline of {self.timeout_seconds:g}s exceeded")
         return remaining
 
     def _read_url(self, url: str) -> bytes:
@@ -79,9 +79,10 @@ class Reader:
         except HttpSizeError:
             raise PriceFileError(f"{redact(url)}: larger than {self.max_bytes} bytes (raise --max-bytes)") from None
         except HttpDeadlineError:
-            raise PeerError(f"{redact(url)}: timed out (deadline of {self.timeout_seconds:g}s exceeded)") from None
+            raise PriceFetchError(
+                f"{redact(url)}: timed out (deadline of {self.timeout_seconds:g}s exceeded)") from None
         except HttpError as exc:
-            raise PeerError(f"{redact(url)}: {exc}") from None
+            raise PriceFetchError(f"{redact(url)}: {exc}") from None
 
     def _client(self) -> Client:
         """One kept-alive client for every page this reader fetches."""

@@ -115,7 +115,7 @@ def _value(raw: str, maximum: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class Selector:
+class DeviceSelector:
     """Which devices are this pod's: by pod and namespace, or by GPU UUID or index."""
 
     pod: str | None = None
@@ -133,7 +133,7 @@ class Selector:
         return f"pod {self.namespace}/{self.pod}"
 
 
-def select(devices: tuple[DcgmDevice, ...], selector: Selector) -> list[DcgmDevice]:
+def select(devices: tuple[DcgmDevice, ...], selector: DeviceSelector) -> list[DcgmDevice]:
     """The selected devices, each entity once; a whole GPU hides its own MIG instances, as with NVML."""
     chosen: dict[tuple[str, str], DcgmDevice] = {}
     for device in devices:
@@ -194,17 +194,17 @@ class DcgmGpuSource:
         return (self.empty_hint or "") + (
             ". Check that POD_NAME/POD_NAMESPACE name this pod and that the server container holds the GPU")
 
-    def selector(self) -> Selector | None:
+    def selector(self) -> DeviceSelector | None:
         """Config UUIDs, else the pod (config, else POD_NAME/POD_NAMESPACE), else the visible devices."""
         selection = self._selection
         if selection.uuids is not None:
-            return Selector(devices=selection.uuids)
+            return DeviceSelector(devices=selection.uuids)
         pod = selection.pod or self._environ.get("POD_NAME")
         namespace = selection.namespace or self._environ.get("POD_NAMESPACE")
         if pod and namespace:
-            return Selector(pod=pod, namespace=namespace)
+            return DeviceSelector(pod=pod, namespace=namespace)
         if self._visible:
-            return Selector(devices=self._visible)
+            return DeviceSelector(devices=self._visible)
         return None
 
     def sample(self) -> GpuSample:
@@ -226,7 +226,7 @@ class DcgmGpuSource:
         self._backoff.succeeded()
         return self._read(text, selector, now)
 
-    def _read(self, text: str, selector: Selector, now: float) -> GpuSample:
+    def _read(self, text: str, selector: DeviceSelector, now: float) -> GpuSample:
         exposition = parse_exposition(text, self._max_series)
         self.invalid_samples_total += exposition.invalid_samples
         self.dropped_series_total += exposition.dropped_series
@@ -243,7 +243,7 @@ class DcgmGpuSource:
             return GpuSample(False, tuple(readings), "dcgm-exporter: " + "; ".join(problems))
         return GpuSample(True, tuple(readings))
 
-    def _hint(self, exposition: DcgmExposition, selector: Selector) -> str:
+    def _hint(self, exposition: DcgmExposition, selector: DeviceSelector) -> str:
         if not exposition.devices:
             return f"dcgm-exporter at {self.url} exports no GPU at all"
         if selector.devices is None and not exposition.pod_labelled:
