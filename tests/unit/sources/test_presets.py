@@ -59,7 +59,8 @@ def server() -> Iterator[ScriptedServer]:
 CASES = {
     "vllm": ("vllm.txt", [("llama", "meta-llama/Llama-3.1-8B-Instruct")],
              {"llama": {"requests": 1234, "failed_requests": 75, "prompt_tokens": 152340,
-                        "generation_tokens": 88211}}),
+                        "generation_tokens": 88211, "cached_prompt_tokens": 61440, "prefill_seconds": 96.25,
+                        "decode_seconds": 1874.5}}),
     "triton": ("triton.txt", [("resnet50", "resnet50"), ("bert", "bert")],
                {"resnet50": {"requests": 420, "failed_requests": 8, "compute_seconds": 1.5},
                 "bert": {"requests": 77, "compute_seconds": 0.5}}),
@@ -68,7 +69,7 @@ CASES = {
                                  "generation_tokens": 31877}}),
     "torchserve": ("torchserve.txt", [("mnist", "mnist")], {"mnist": {"requests": 85, "failed_requests": 6}}),
     "tgi": ("tgi.txt", [("falcon", "falcon")],
-            {"falcon": {"requests": 55, "failed_requests": 2, "prompt_tokens": 2200, "generation_tokens": 5100}}),
+            {"falcon": {"requests": 55, "failed_requests": 3, "prompt_tokens": 2200, "generation_tokens": 5100}}),
     "kserve": ("kserve.txt", [("sklearn-iris", "sklearn-iris")],
                {"sklearn-iris": {"requests": 246, "failed_requests": 4, "compute_seconds": 3.2}}),
     "rayserve": ("rayserve.txt", [("Translator", "Translator")],
@@ -77,8 +78,13 @@ CASES = {
                 {"iris_classifier": {"requests": 42, "failed_requests": 3}}),
     "sglang": ("sglang.txt", [("qwen", "Qwen/Qwen2.5-7B-Instruct")],
                {"qwen": {"requests": 795, "failed_requests": 17, "prompt_tokens": 98120,
-                         "generation_tokens": 40311, "cached_prompt_tokens": 52002}}),
-    "tei": ("tei.txt", [("bge", "bge")], {"bge": {"requests": 328, "failed_requests": 3, "prompt_tokens": 19680}}),
+                         "generation_tokens": 40311, "cached_prompt_tokens": 52002, "prefill_seconds": 120.5,
+                         "decode_seconds": 310.25}}),
+    "tei": ("tei.txt", [("bge", "bge")], {"bge": {"requests": 328, "failed_requests": 4, "prompt_tokens": 19680}}),
+    "trtllm-serve": ("trtllm-serve.txt", [("llama", "llama")],
+                     {"llama": {"requests": 960, "failed_requests": 28, "prompt_tokens": 412000,
+                                "generation_tokens": 188500, "cached_prompt_tokens": 96000, "prefill_seconds": 210.5,
+                                "decode_seconds": 3050.25}}),
     "llamacpp": ("llamacpp.txt", [("gemma", "gemma")],
                  {"gemma": {"prompt_tokens": 16185, "generation_tokens": 3940, "compute_seconds": 71.136}}),
     "fastapi": ("fastapi.txt", [("classifier", "/predict"), ("embedder", "/embed")],
@@ -212,3 +218,25 @@ def test_server_wide_counters_are_not_split_between_several_models(server, caplo
     source.sample()
     deltas = {key[0]: q for key, q in source.sample().deltas.items()}
     assert deltas == {"mnist": {"requests": 91.0}, "densenet161": {"requests": 12.0}}
+
+
+def test_bentoml_probe_and_docs_traffic_counts_as_no_request_even_when_it_fails(server):
+    """Kubernetes probes hit /livez and /readyz every few seconds; a not-ready /readyz answers 503."""
+    labels = 'runner_name="iris_classifier",service_name="iris_classifier",service_version="v1"'
+
+    def body(probes: int, served: int) -> str:
+        counts = [(path, code, probes) for path, code in [
+            ("/livez", 200), ("/readyz", 200), ("/readyz", 503), ("/healthz", 200), ("/docs.json", 200), ("/", 200),
+            ("/api/v2/livez", 200)]] + [("/classify", 200, served)]
+        return "".join(f'bentoml_service_request_total{{endpoint="{path}",http_response_code="{code}",{labels}}} {n}\n'
+                       for path, code, n in counts)
+
+    assert run("bentoml", server, [body(10, 5), body(70, 5), body(90, 7)]) == [
+        {}, {}, {"iris_classifier": {"requests": 2.0}}]
+
+
+def test_tei_inputs_too_long_fail_tokenization_and_are_rejections_not_failures(server):
+    text = ('te_request_success{method="single"} 10\n'
+            'te_request_failure{err="tokenization"} 6\n'
+            'te_request_failure{err="inference"} 1\n')
+    assert run("tei", server, ["", text]) == [{}, {"bge": {"requests": 10.0, "failed_requests": 1.0}}]
