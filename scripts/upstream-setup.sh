@@ -11,11 +11,12 @@ declare -A requirements=(
   [fastapi]="prometheus-fastapi-instrumentator==8.1.0 fastapi==0.165.0 uvicorn==0.55.0"
   [bentoml]="bentoml==1.4.40"
   [litellm]="litellm[proxy]==1.108.7 prometheus_client==0.26.0"
+  [kserve]="kserve==0.21.0"
 )
 
 servers=("$@")
 if ((${#servers[@]} == 0)); then
-  servers=(fastapi bentoml litellm)
+  servers=(fastapi bentoml litellm kserve)
 fi
 python=$(command -v python3.11 || command -v python3)
 for server in "${servers[@]}"; do

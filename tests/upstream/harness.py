@@ -74,12 +74,18 @@ def server_source(preset: str, url: str, models: Sequence[tuple[str, str]]) -> S
                         monotonic=ManualClock(0).monotonic)
 
 
-def counted_until(source: ServerSource, expected: dict[str, dict[str, float]], timeout: float = 30) -> dict:
+def counted_until(source: ServerSource, expected: dict[str, dict[str, float]], timeout: float = 30,
+                  measured: tuple[str, ...] = ()) -> dict:
     """Sum the source's per-model deltas over fetches until they equal `expected` (or the deadline passes).
 
     Servers may update a counter just after the response is sent, so the test polls instead of fetching once.
+    Quantities in `measured` (timings no test can know in advance) are summed but left out of the comparison.
     """
     total: dict[str, dict[str, float]] = {}
+
+    def counted() -> dict:
+        return {model: {q: v for q, v in quantities.items() if q not in measured}
+                for model, quantities in total.items()}
 
     def reached() -> bool:
         reading = source.sample()
@@ -87,7 +93,7 @@ def counted_until(source: ServerSource, expected: dict[str, dict[str, float]], t
         for (model, _), quantities in reading.deltas.items():
             for quantity, value in quantities.items():
                 total.setdefault(model, {})[quantity] = total.get(model, {}).get(quantity, 0.0) + value
-        return total == expected
+        return counted() == expected
 
     with suppress(AssertionError):  # the caller compares, so a shortfall shows as a diff
         wait_until(reached, timeout=timeout, interval=0.2, what="the exporter to count the traffic")
