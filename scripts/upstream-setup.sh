@@ -12,11 +12,13 @@ declare -A requirements=(
   [bentoml]="bentoml==1.4.40"
   [litellm]="litellm[proxy]==1.108.7 prometheus_client==0.26.0"
   [kserve]="kserve==0.21.0"
+  # torch is the CPU build; TorchServe's worker imports it (and PyYAML, which it does not declare).
+  [torchserve]="torchserve==0.12.0 torch-model-archiver==0.12.0 torch==2.13.0+cpu pyyaml==6.0.4"
 )
 
 servers=("$@")
 if ((${#servers[@]} == 0)); then
-  servers=(fastapi bentoml litellm kserve)
+  servers=(fastapi bentoml litellm kserve torchserve)
 fi
 python=$(command -v python3.11 || command -v python3)
 for server in "${servers[@]}"; do
@@ -24,6 +26,13 @@ for server in "${servers[@]}"; do
   if [ -z "$wanted" ]; then
     echo "upstream-setup: unknown server \"$server\" (known: ${!requirements[*]})" >&2
     exit 2
+  fi
+  if [ "$server" = torchserve ] && ! command -v java >/dev/null; then
+    # TorchServe's frontend is Java: the one system package the tier needs.
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "upstream-setup: installing default-jdk-headless"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends default-jdk-headless >/dev/null
   fi
   venv=".venv-upstream/$server"
   if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/installed" 2>/dev/null)" = "$wanted" ]; then
