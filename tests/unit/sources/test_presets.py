@@ -201,14 +201,14 @@ def test_triton_builds_without_a_failure_reason_count_every_failure(server):
 
 def test_a_difference_of_counters_never_goes_negative_and_loses_nothing(server):
     """Errors counted before their requests (replicas export at different moments) are owed, not lost."""
-    def body(requests: int, errors: int) -> str:
-        return (f'ray_serve_deployment_request_counter_total{{deployment="Translator",replica="a"}} {requests}\n'
-                f'ray_serve_deployment_error_counter_total{{deployment="Translator",replica="a"}} {errors}\n')
+    def body(finished: int, aborted: int) -> str:
+        model = 'model_name="Qwen/Qwen2.5-7B-Instruct"'
+        return (f'sglang:num_requests_total{{{model}}} {finished}\n'
+                f'sglang:num_aborted_requests_total{{{model}}} {aborted}\n')
 
-    got = run("rayserve", server, [body(10, 0), body(10, 3), body(11, 3), body(15, 4)])
-    assert got == [{}, {"Translator": {"failed_requests": 3.0}}, {}, {"Translator": {"requests": 1.0,
-                                                                                      "failed_requests": 1.0}}]
-    # 15 - 10 requests, 4 of them failed: 1 success in total, as the counters say.
+    got = run("sglang", server, [body(10, 0), body(10, 3), body(11, 3), body(15, 4)])
+    assert got == [{}, {"qwen": {"failed_requests": 3.0}}, {}, {"qwen": {"requests": 1.0, "failed_requests": 1.0}}]
+    # 15 - 10 finished, 4 of them aborted: 1 success in total, as the counters say.
 
 
 def test_server_wide_counters_are_not_split_between_several_models(server, caplog):
