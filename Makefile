@@ -9,8 +9,7 @@ PYTEST = $(PYTHON) -m pytest -q
 LINTED = exporter tests bench grafana k8s docs mixin demo harness
 # Tiers with their own set-up, run after the default ones by `make test`, one `make tier-<name>` each. A tier's
 # tests carry its marker (tests/support/tiers.py); its set-up is scripts/<name>-setup.sh if there is one.
-# Add upstream and vmalert here when their tests land.
-SLOW_TIERS ?=
+SLOW_TIERS ?= upstream
 DEFAULT_TIERS = not upstream and not vmalert
 GENERATORS = docs/generate.py k8s/generate.py grafana/build_dashboards.py mixin/generate.py prometheus/generate.py
 

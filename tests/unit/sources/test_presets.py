@@ -40,7 +40,8 @@ def server() -> Iterator[ScriptedServer]:
 CASES = {
     "vllm": ("vllm.txt", [("llama", "meta-llama/Llama-3.1-8B-Instruct")],
              {"llama": {"requests": 1234, "failed_requests": 75, "prompt_tokens": 152340,
-                        "generation_tokens": 88211}}),
+                        "generation_tokens": 88211, "cached_prompt_tokens": 61440, "prefill_seconds": 96.25,
+                        "decode_seconds": 1874.5}}),
     "triton": ("triton.txt", [("resnet50", "resnet50"), ("bert", "bert")],
                {"resnet50": {"requests": 420, "failed_requests": 8, "compute_seconds": 1.5},
                 "bert": {"requests": 77, "compute_seconds": 0.5}}),
@@ -49,7 +50,7 @@ CASES = {
                                  "generation_tokens": 31877}}),
     "torchserve": ("torchserve.txt", [("mnist", "mnist")], {"mnist": {"requests": 85, "failed_requests": 6}}),
     "tgi": ("tgi.txt", [("falcon", "falcon")],
-            {"falcon": {"requests": 55, "failed_requests": 2, "prompt_tokens": 2200, "generation_tokens": 5100}}),
+            {"falcon": {"requests": 55, "failed_requests": 3, "prompt_tokens": 2200, "generation_tokens": 5100}}),
     "kserve": ("kserve.txt", [("sklearn-iris", "sklearn-iris")],
                {"sklearn-iris": {"requests": 246, "failed_requests": 4, "compute_seconds": 3.2}}),
     "rayserve": ("rayserve.txt", [("Translator", "Translator")],
@@ -58,8 +59,13 @@ CASES = {
                 {"iris_classifier": {"requests": 42, "failed_requests": 3}}),
     "sglang": ("sglang.txt", [("qwen", "Qwen/Qwen2.5-7B-Instruct")],
                {"qwen": {"requests": 795, "failed_requests": 17, "prompt_tokens": 98120,
-                         "generation_tokens": 40311, "cached_prompt_tokens": 52002}}),
-    "tei": ("tei.txt", [("bge", "bge")], {"bge": {"requests": 328, "failed_requests": 3, "prompt_tokens": 19680}}),
+                         "generation_tokens": 40311, "cached_prompt_tokens": 52002, "prefill_seconds": 120.5,
+                         "decode_seconds": 310.25}}),
+    "tei": ("tei.txt", [("bge", "bge")], {"bge": {"requests": 328, "failed_requests": 4, "prompt_tokens": 19680}}),
+    "trtllm-serve": ("trtllm-serve.txt", [("llama", "llama")],
+                     {"llama": {"requests": 960, "failed_requests": 28, "prompt_tokens": 412000,
+                                "generation_tokens": 188500, "cached_prompt_tokens": 96000, "prefill_seconds": 210.5,
+                                "decode_seconds": 3050.25}}),
     "llamacpp": ("llamacpp.txt", [("gemma", "gemma")],
                  {"gemma": {"prompt_tokens": 16185, "generation_tokens": 3940, "compute_seconds": 71.136}}),
     "fastapi": ("fastapi.txt", [("classifier", "/predict"), ("embedder", "/embed")],
@@ -181,14 +187,14 @@ def test_triton_builds_without_a_failure_reason_count_every_failure(server):
 
 def test_a_difference_of_counters_never_goes_negative_and_loses_nothing(server):
     """Errors counted before their requests (replicas export at different moments) are owed, not lost."""
-    def body(requests: int, errors: int) -> str:
-        return (f'ray_serve_deployment_request_counter_total{{deployment="Translator",replica="a"}} {requests}\n'
-                f'ray_serve_deployment_error_counter_total{{deployment="Translator",replica="a"}} {errors}\n')
+    def body(finished: int, aborted: int) -> str:
+        model = 'model_name="Qwen/Qwen2.5-7B-Instruct"'
+        return (f'sglang:num_requests_total{{{model}}} {finished}\n'
+                f'sglang:num_aborted_requests_total{{{model}}} {aborted}\n')
 
-    got = run("rayserve", server, [body(10, 0), body(10, 3), body(11, 3), body(15, 4)])
-    assert got == [{}, {"Translator": {"failed_requests": 3.0}}, {}, {"Translator": {"requests": 1.0,
-                                                                                      "failed_requests": 1.0}}]
-    # 15 - 10 requests, 4 of them failed: 1 success in total, as the counters say.
+    got = run("sglang", server, [body(10, 0), body(10, 3), body(11, 3), body(15, 4)])
+    assert got == [{}, {"qwen": {"failed_requests": 3.0}}, {}, {"qwen": {"requests": 1.0, "failed_requests": 1.0}}]
+    # 15 - 10 finished, 4 of them aborted: 1 success in total, as the counters say.
 
 
 def test_server_wide_counters_are_not_split_between_several_models(server, caplog):
@@ -198,3 +204,25 @@ def test_server_wide_counters_are_not_split_between_several_models(server, caplo
     source.sample()
     deltas = {key[0]: q for key, q in source.sample().deltas.items()}
     assert deltas == {"mnist": {"requests": 91.0}, "densenet161": {"requests": 12.0}}
+
+
+def test_bentoml_probe_and_docs_traffic_counts_as_no_request_even_when_it_fails(server):
+    """Kubernetes probes hit /livez and /readyz every few seconds; a not-ready /readyz answers 503."""
+    labels = 'runner_name="iris_classifier",service_name="iris_classifier",service_version="v1"'
+
+    def body(probes: int, served: int) -> str:
+        counts = [(path, code, probes) for path, code in [
+            ("/livez", 200), ("/readyz", 200), ("/readyz", 503), ("/healthz", 200), ("/docs.json", 200), ("/", 200),
+            ("/api/v2/livez", 200)]] + [("/classify", 200, served)]
+        return "".join(f'bentoml_service_request_total{{endpoint="{path}",http_response_code="{code}",{labels}}} {n}\n'
+                       for path, code, n in counts)
+
+    assert run("bentoml", server, [body(10, 5), body(70, 5), body(90, 7)]) == [
+        {}, {}, {"iris_classifier": {"requests": 2.0}}]
+
+
+def test_tei_inputs_too_long_fail_tokenization_and_are_rejections_not_failures(server):
+    text = ('te_request_success{method="single"} 10\n'
+            'te_request_failure{err="tokenization"} 6\n'
+            'te_request_failure{err="inference"} 1\n')
+    assert run("tei", server, ["", text]) == [{}, {"bge": {"requests": 10.0, "failed_requests": 1.0}}]
