@@ -17,11 +17,12 @@ pytestmark = pytest.mark.upstream
 MASTER_KEY = "sk-upstream-tier-7c1d9e4b2a"
 
 
-def gateway_source(url: str) -> GatewaySource:
+def gateway_source(url: str, key_file) -> GatewaySource:
     config = parse_config(f"""
 models: [{{name: llama}}, {{name: unreachable}}]
 tenants:
-  gateways: [{{preset: litellm, url: "{url}", models: {{llama: llama-8b, unreachable: unreachable}}}}]
+  gateways: [{{preset: litellm, url: "{url}", models: {{llama: llama-8b, unreachable: unreachable}},
+              authorization: {{credentials_file: "{key_file}"}}}}]
 """, "upstream.yaml")
     return GatewaySource(config.tenants.gateways[0], 10.0, 1 << 24, 10_000, 1.0,
                          monotonic=ManualClock(0).monotonic)
@@ -43,8 +44,11 @@ def test_litellm_gateway_counts_the_tokens_its_clients_were_billed(upstream_venv
     env = {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     command = [str(litellm), "--config", str(APPS / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(port)]
     with running(command, f"{base}/health/liveliness", tmp_path / "litellm.log", env=env):
-        assert http("GET", f"{base}/metrics")[0] == 307  # the app is mounted at /metrics/
-        source = gateway_source(f"{base}/metrics/")
+        assert http("GET", f"{base}/metrics/")[0] == 401  # by default the metrics ask for the API key
+        assert http("GET", f"{base}/metrics", headers=auth)[0] == 307  # and are mounted at /metrics/
+        key_file = tmp_path / "litellm-key"
+        key_file.write_text(MASTER_KEY + "\n")
+        source = gateway_source(f"{base}/metrics", key_file)  # the redirect is followed, the key sent
         assert source.sample().tokens == {}  # the baseline, before any traffic
         billed = {"input": 0, "output": 0}
         for i, user in enumerate(["alice", "alice", "bob"]):
