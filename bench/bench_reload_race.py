@@ -16,16 +16,8 @@ import time
 from pathlib import Path
 
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
-CONFIGS = (
-    "allocation: {vcpus: 4, memory_gib: 16}\nmodels: [{name: m1}, {name: m2}]\n"
-    "budgets: [{name: b1, amount_usd: 100, selector: {models: [m1]}}]\n",
-    "allocation: {vcpus: 4, memory_gib: 16}\nmodels: [{name: m1}, {name: m3, version: v2}]\n"
-    "budgets: [{name: b1, amount_usd: 100, selector: {models: [m1]}},\n"
-    "          {name: b2, amount_usd: 5, period: day, selector: {models: [m3]}}]\n",
-)
-EXPECTED = ({("b1",), ("m1", "m2")}, {("b1", "b2"), ("m1", "m3")})
+from harness.reload_race import CONFIGS, config_shown
 
 
 def registry_of(runtime):
@@ -34,19 +26,6 @@ def registry_of(runtime):
 
     state = getattr(runtime, "state", None)
     return build_registry(state) if callable(state) else build_registry(runtime)
-
-
-def complete(text: str) -> bool:
-    budgets, models, names = set(), set(), set()
-    for family in text_string_to_metric_families(text):
-        names.add(family.name)
-        for sample in family.samples:
-            if sample.name == "mlcost_budget_limit_usd":
-                budgets.add(sample.labels["budget"])
-            elif sample.name == "mlcost_model_info":
-                models.add(sample.labels["model"])
-    shown = {tuple(sorted(budgets)), tuple(sorted(models))}
-    return "mlcost_usd" in names and "mlcost_budget_spend_usd" in names and shown in EXPECTED
 
 
 def main() -> None:
@@ -73,7 +52,7 @@ def main() -> None:
     thread.start()
     missing, started = 0, time.perf_counter()
     for _ in range(args.scrapes):
-        if not complete(generate_latest(registry).decode()):
+        if config_shown(generate_latest(registry).decode()) is None:
             missing += 1
     elapsed = time.perf_counter() - started
     stop.set()

@@ -288,18 +288,13 @@ class CostLedger:
 
     def add_budget_spend(self, name: str, start: float, end: float, usd: float) -> None:
         """Count spend measured elsewhere (a tenant budget's share of its models' cost) against a budget."""
-        budget = next((b for b in self._config.budgets if b.name == name), None)
-        if budget is None or end <= start:
-            return
-        with self._lock:
-            for period, part in split_by_period(budget.period, start, end):
-                key = (budget.name, period.label)
-                self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
-                self._budget_period_end[key] = period.end
-            self._budget_rate_usd_per_hour[name] = usd / ((end - start) / 3600.0)
+        self._add_spend(name, start, end, usd, self._budget_rate_usd_per_hour)
 
     def add_hosted_spend(self, name: str, start: float, end: float, usd: float) -> None:
         """Count API spend read from a gateway against a budget, beside the pod's own cost and burn rate."""
+        self._add_spend(name, start, end, usd, self._budget_hosted_usd_per_hour)
+
+    def _add_spend(self, name: str, start: float, end: float, usd: float, rates: dict[str, float]) -> None:
         budget = next((b for b in self._config.budgets if b.name == name), None)
         if budget is None or end <= start:
             return
@@ -308,7 +303,7 @@ class CostLedger:
                 key = (budget.name, period.label)
                 self._budget_spend[key] = self._budget_spend.get(key, 0.0) + usd * part / (end - start)
                 self._budget_period_end[key] = period.end
-            self._budget_hosted_usd_per_hour[name] = usd / ((end - start) / 3600.0)
+            rates[name] = usd / ((end - start) / 3600.0)
 
     def _prune(self, now: float) -> None:
         horizon = now - self._config.collection.cost_window_seconds

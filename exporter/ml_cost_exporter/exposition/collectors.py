@@ -35,60 +35,30 @@ def cost_families(state: State) -> Iterator[Metric]:
     """The cost contract: per-model cost, cost per 1k, requests and tokens, allocation, budgets."""
     snapshot = state.books.ledger
     config = state.config
-    per_1k = GaugeMetricFamily(
-        "inference_cost_per_1k_usd",
-        "Accrued cost per 1,000 successful requests over the rolling cost window, in USD; "
-        "absent while the window has no requests.", labels=["model", "version"])
-    for (model, version), value in sorted(snapshot.cost_per_1k_usd.items()):
-        per_1k.add_metric([model, version], value)
-    yield per_1k
-
-    total = CounterMetricFamily("mlcost_usd", "Accrued cost in USD, attributed to the model.",
-                                labels=["model", "version", "workload", "resource"])
-    for labels, value in sorted(snapshot.usd_total.items()):
-        total.add_metric(list(labels), value)
-    yield total
-
-    hourly = GaugeMetricFamily("mlcost_hourly_usd", "Current cost rate in USD per hour, attributed to the model.",
-                               labels=["model", "version", "workload", "resource"])
-    for labels, value in sorted(snapshot.hourly_usd.items()):
-        hourly.add_metric(list(labels), value)
-    yield hourly
-
-    idle = CounterMetricFamily(
-        "mlcost_idle_usd",
-        "Part of mlcost_usd_total accrued while the allocated resource was idle, in USD (a subset, "
-        "never additional).", labels=["model", "version", "resource"])
-    for labels, value in sorted(snapshot.idle_usd_total.items()):
-        if labels[2] in IDLE_RESOURCES:
-            idle.add_metric(list(labels), value)
-    yield idle
-
-    requests = CounterMetricFamily("mlcost_requests", "Successful requests served, from the inference server.",
-                                   labels=["model", "version"])
-    for labels, value in sorted(snapshot.requests_total.items()):
-        requests.add_metric(list(labels), value)
-    yield requests
-
-    failed = CounterMetricFamily(
-        "mlcost_failed_requests",
-        "Failed, aborted or errored requests, from the inference server where it reports them; they take "
-        "a share of cost under attribution: requests but are not in cost per 1k's denominator.",
-        labels=["model", "version"])
-    for labels, value in sorted(snapshot.failed_requests_total.items()):
-        failed.add_metric(list(labels), value)
-    yield failed
-
+    model, usd = ["model", "version"], ["model", "version", "workload", "resource"]
+    yield family(GaugeMetricFamily, "inference_cost_per_1k_usd",
+                 "Accrued cost per 1,000 successful requests over the rolling cost window, in USD; "
+                 "absent while the window has no requests.", model, snapshot.cost_per_1k_usd)
+    yield family(CounterMetricFamily, "mlcost_usd", "Accrued cost in USD, attributed to the model.", usd,
+                 snapshot.usd_total)
+    yield family(GaugeMetricFamily, "mlcost_hourly_usd", "Current cost rate in USD per hour, attributed to the model.",
+                 usd, snapshot.hourly_usd)
+    yield family(CounterMetricFamily, "mlcost_idle_usd",
+                 "Part of mlcost_usd_total accrued while the allocated resource was idle, in USD (a subset, "
+                 "never additional).", ["model", "version", "resource"],
+                 {k: v for k, v in snapshot.idle_usd_total.items() if k[2] in IDLE_RESOURCES})
+    yield family(CounterMetricFamily, "mlcost_requests", "Successful requests served, from the inference server.",
+                 model, snapshot.requests_total)
+    yield family(CounterMetricFamily, "mlcost_failed_requests",
+                 "Failed, aborted or errored requests, from the inference server where it reports them; they take "
+                 "a share of cost under attribution: requests but are not in cost per 1k's denominator.", model,
+                 snapshot.failed_requests_total)
     yield family(CounterMetricFamily, "mlcost_cache_savings_usd",
                  "What the requests a response cache answered would have cost at the model's measured cost per "
-                 "request that did model work, USD (a saving, never part of cost).", ["model", "version"],
+                 "request that did model work, USD (a saving, never part of cost).", model,
                  state.books.cache.savings_usd_total)
-
-    tokens = CounterMetricFamily("mlcost_tokens", "Tokens processed, from the inference server.",
-                                 labels=["model", "version", "kind"])
-    for labels, value in sorted(snapshot.tokens_total.items()):
-        tokens.add_metric(list(labels), value)
-    yield tokens
+    yield family(CounterMetricFamily, "mlcost_tokens", "Tokens processed, from the inference server.",
+                 ["model", "version", "kind"], snapshot.tokens_total)
 
     target = GaugeMetricFamily("mlcost_target_cost_per_1k_usd", "Configured target cost per 1,000 requests, USD.",
                                labels=["model", "version"])
