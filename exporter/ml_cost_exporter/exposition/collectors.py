@@ -79,6 +79,13 @@ def cost_families(state: State) -> Iterator[Metric]:
     yield GaugeMetricFamily("mlcost_allocated_cpu_cores", "vCPUs priced for this pod.", value=allocation.vcpus)
     yield GaugeMetricFamily("mlcost_allocated_memory_bytes", "Memory priced for this pod, in bytes.",
                             value=allocation.memory_gib * 1024**3)
+    found = "config" if config.allocation.gpu is not None or config.allocation.instance_type else (
+        state.sampling.gpu_source or "none")
+    yield family(GaugeMetricFamily, "mlcost_exporter_allocation_source_info",
+                 "Where each figure of the priced allocation came from (always 1): config, the GPU source that "
+                 "found the GPUs, the cgroup limit, the host total, or the GPU's share of its reference instance.",
+                 ["resource", "source"], {("gpu", found): 1.0, ("cpu", allocation.vcpus_from): 1.0,
+                                          ("memory", allocation.memory_from): 1.0})
     pricing = GaugeMetricFamily("mlcost_pricing_info", "How this pod is priced (always 1).",
                                 labels=["provider", "purchase_option", "gpu_type", "instance_type"])
     pricing.add_metric([config.pricing.provider, config.pricing.purchase_option,
