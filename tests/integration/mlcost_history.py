@@ -10,7 +10,10 @@ Budgets (their recordings, as the mlcost-budget rules would write them): search-
 month, the chat model) and research-daily ($1,000 a day, the trainer).
 With `recorded=True` the hourly model recordings (model:*:increase1h) are written too, equal to the raw
 counters' hourly increases,
-from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters).
+from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters),
+stamped RULE_MINUTE past each hour as Prometheus stamps them when the hourly group runs then (the rule
+at hh:07 reads the samples up to hh:00, so it holds the hour that ended at hh:00).
+The trainer counts an epoch every 6 hours (mlcost_training_epochs_total): $330.24 an epoch.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ RULES_DEPLOYED = datetime(2026, 3, 18, tzinfo=UTC).timestamp()  # the hourly rec
 MARCH = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 APRIL = END
 STEP = 600.0
+RULE_MINUTE = 7 * 60.0  # the hourly rule group's evaluation offset within the hour
+EPOCH_SECONDS = 6 * 3600.0
 CHUNK = 12 * 3600.0  # promtool reads its whole input once per 2h block: small files keep it fast
 GIB = 1024.0**3
 
@@ -121,6 +126,9 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
             fam.add("mlcost_requests", "counter", "mlcost_requests_total", base, requests, t)
             for kind, per in (("prompt", 50), ("generation", 150)):
                 fam.add("mlcost_tokens", "counter", "mlcost_tokens_total", {**base, "kind": kind}, requests * per, t)
+        if pod.workload == "training":
+            fam.add("mlcost_training_epochs", "counter", "mlcost_training_epochs_total",
+                    {"model": pod.model, "version": version, **pod_only(pod)}, (t - TRAIN_START) / EPOCH_SECONDS, t)
         if pod.target_per_1k is not None:
             fam.add("mlcost_target_cost_per_1k_usd", "gauge", "mlcost_target_cost_per_1k_usd", base,
                     pod.target_per_1k, t)
@@ -147,6 +155,10 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
         _write_hourly(fam, hourly)
 
 
+def pod_only(pod: Pod) -> dict[str, str]:
+    return {"instance": pod.instance, "job": "ml-cost-exporter"}
+
+
 def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) -> None:
     """The increase each 1h recording at the next full hour sees (the accrual of [t, t+step) lands at t+step)."""
     at = (int((t + step - 1) // 3600) + 1) * 3600.0 if (t + step) % 3600 else t + step
@@ -167,7 +179,7 @@ def _write_hourly(fam: _Families, hourly: dict) -> None:
     _HOURLY_SERIES.append(hourly)
 
 
-def _flush_hourly(fam: _Families, rules_from: float) -> None:
+def _flush_hourly(fam: _Families, rules_from: float, rule_minute: float) -> None:
     """Hourly model recordings summed over pods: a sample an hour per model, version (workload, resource, kind)."""
     summed: dict[tuple, float] = {}
     for hourly in _HOURLY_SERIES:
@@ -178,6 +190,7 @@ def _flush_hourly(fam: _Families, rules_from: float) -> None:
         if at > END or at < rules_from:
             continue
         base = {"model": model, "version": version}
+        at += rule_minute
         if kind == "usd":
             fam.add("model:mlcost_usd:increase1h", "gauge", "model:mlcost_usd:increase1h",
                     {**base, "workload": workload, "resource": resource}, value, at)
@@ -219,14 +232,15 @@ def _budget_series(fam: _Families, times: list[float], start_time: float) -> Non
 
 
 def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, start_time: float = START,
-                      step: float = STEP, rules_from: float = RULES_DEPLOYED) -> list[Path]:
+                      step: float = STEP, rules_from: float = RULES_DEPLOYED,
+                      rule_minute: float = RULE_MINUTE) -> list[Path]:
     """The history as OpenMetrics files of CHUNK seconds each."""
     fam = _Families()
     times = _times(start_time, END, step)
     for pod in pods(extra_models):
         _pod_series(fam, pod, times, recorded, step)
     if recorded:
-        _flush_hourly(fam, rules_from)
+        _flush_hourly(fam, rules_from, rule_minute)
     _budget_series(fam, times, start_time)
     paths = []
     for i, start in enumerate(_times(start_time, END, CHUNK)):
@@ -238,7 +252,7 @@ def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, st
 
 
 def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span: float) -> Path:
-    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from)."""
+    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from, rule_minute)."""
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     sources = write_openmetrics(directory, recorded, extra_models, **span)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -24,11 +25,9 @@ WINDOW = ["--since", "14d", "--until", "2026-04-01"]
 MONTH = 730 * 3600 / (14 * 86400)  # the 14-day window scaled to a month
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One Prometheus on the backfilled blocks and one Alertmanager, shared by every test here."""
-    root = tmp_path_factory.mktemp("mlcost")
-    data = mlcost_history.create_blocks(root / "tsdb", recorded=True)
+@contextlib.contextmanager
+def _serving(root: Path, data: Path) -> Iterator[dict[str, str]]:
+    """Prometheus on the backfilled blocks `data` and an Alertmanager, on loopback."""
     (root / "prometheus.yml").write_text("global: {}\n")
     (root / "alertmanager.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
     processes = Processes(root)
@@ -46,6 +45,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         yield urls
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One Prometheus on the backfilled month (recordings stamped at hh:07) and one Alertmanager, shared here."""
+    root = tmp_path_factory.mktemp("mlcost")
+    with _serving(root, mlcost_history.create_blocks(root / "tsdb", recorded=True)) as urls:
+        yield urls
 
 
 def mlcost(stack: dict[str, str] | None, capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -93,6 +100,45 @@ def test_report_falls_back_to_raw_counters_before_the_recordings_exist(stack, ca
     assert rows["search"]["cost_per_1k_usd"] == pytest.approx(10.0 / 36.0)
     assert rows["ads"]["requests"] == pytest.approx(2 * 18 * 3600 * 7)
     assert set(rows) == {"search", "ads"}  # the trainer ran later
+
+
+def _report_figures(stack, capsys, data: str, *window: str) -> dict[str, dict]:
+    body = report_json(stack, capsys, *window, "--data", data)
+    assert body["meta"]["data_source"] == data
+    return {r["group"]: r for r in body["rows"]}
+
+
+FIGURES = ("cost_usd", "requests", "tokens", "cost_per_1k_usd", "idle_usd")
+
+
+@pytest.mark.parametrize("window", [("--since", "12h", "--until", "2026-03-28T12:00:00Z"),
+                                    ("--since", "5h", "--until", "2026-03-21T04:00:00Z"),
+                                    ("--since", "3d", "--until", "2026-03-31T06:00:00Z")])
+def test_recorded_path_equals_raw_path_on_whole_hours(stack, capsys, window: tuple[str, ...]) -> None:
+    """The hourly recordings are stamped at hh:07; a window of whole hours reads the same figures either way."""
+    recorded = _report_figures(stack, capsys, "recorded", *window)
+    raw = _report_figures(stack, capsys, "raw", *window)
+    assert set(recorded) == set(raw)
+    for group, row in raw.items():
+        for figure in FIGURES:
+            if row[figure] is None:
+                assert recorded[group][figure] is None, (group, figure)
+            else:
+                assert recorded[group][figure] == pytest.approx(row[figure], rel=1e-6), (group, figure)
+
+
+def test_recordings_stamped_on_the_hour_read_the_same(tmp_path: Path, capsys) -> None:
+    day = mlcost_history.END - 2 * 86400
+    data = mlcost_history.create_blocks(tmp_path / "tsdb", recorded=True, start_time=day, rules_from=day,
+                                        rule_minute=0)
+    window = ("--since", "12h", "--until", "2026-03-31T12:00:00Z")
+    with _serving(tmp_path, data) as urls:
+        recorded = _report_figures(urls, capsys, "recorded", *window)
+        raw = _report_figures(urls, capsys, "raw", *window)
+    assert recorded["embed"]["requests"] == pytest.approx(2 * 6 * 3600)  # 06:00-12:00
+    assert recorded["embed"]["cost_per_1k_usd"] == pytest.approx(60 / 43.2)
+    for figure in FIGURES:
+        assert recorded["TOTAL"][figure] == pytest.approx(raw["TOTAL"][figure], rel=1e-6), figure
 
 
 def test_report_budget_shares_follow_the_config_selectors(stack, capsys, tmp_path: Path) -> None:
@@ -198,14 +244,55 @@ def test_recommend_finds_what_the_history_warrants_and_nothing_else(stack, capsy
     assert all(r["promql"] and r["confidence"] in ("high", "medium", "low") for r in found.values())
 
 
+def _estimate(stack, capsys, *argv: str) -> tuple[int, dict, str]:
+    status, out, err = mlcost(stack, capsys, "estimate", *argv, "--at", "2026-04-01", "--format", "json")
+    return status, json.loads(out)["meta"]["measured"] if out else {}, err
+
+
 def test_estimate_like_uses_the_measured_cost_per_1k(stack, capsys) -> None:
-    status, out, err = mlcost(stack, capsys, "estimate", "--gpu", "a100-80gb", "--request-rate", "4",
-                              "--throughput", "10", "--like", "chat:v2", "--at", "2026-04-01", "--history", "7d",
-                              "--format", "json", "--max-usd", "1000")
-    measured = json.loads(out)["meta"]["measured"]
+    status, measured, err = _estimate(stack, capsys, "--gpu", "a100-80gb", "--request-rate", "4", "--throughput",
+                                      "10", "--like", "chat:v2", "--history", "7d", "--max-usd", "1000")
     assert measured["hours_of_history"] == 7 * 24  # the hours ending 03-25 01:00 to 04-01 00:00
-    assert measured["p50_usd"] == pytest.approx(10.0 / (4 * 3.6) * 4 * 730 * 3.6)
+    assert measured["usd_per_unit"] == pytest.approx(10.0 / (4 * 3.6))
+    assert measured["total_usd"] == pytest.approx(10.0 / (4 * 3.6) * 4 * 730 * 3.6)
     assert status == 1 and "over --max-usd $1,000" in err
+
+
+def test_estimate_like_counts_the_idle_hours_of_a_model(stack, capsys) -> None:
+    # embed: $5/h all day, 2 req/s only from 06:00 to 24:00: $120 a day for 129,600 requests
+    status, measured, err = _estimate(stack, capsys, "--gpu", "a100-80gb", "--request-rate", "2", "--throughput",
+                                      "10", "--like", "embed", "--history", "7d", "--hours", "24",
+                                      "--max-usd", "115")
+    assert measured["usd_per_unit"] == pytest.approx(120 / 129.6)
+    assert measured["total_usd"] == pytest.approx(120 / 129.6 * 2 * 24 * 3.6)  # $160: 24 h at 2 req/s
+    assert measured["p10_usd"] == pytest.approx(measured["p90_usd"])  # every day alike
+    assert measured["coverage"] == pytest.approx(1.0)
+    assert status == 1 and "$160" in err
+
+
+def test_estimate_like_prices_training_per_epoch_and_per_gpu_hour(stack, capsys) -> None:
+    status, measured, err = _estimate(stack, capsys, "--gpu", "h100", "--gpus", "8", "--hours", "10",
+                                      "--epochs", "4", "--like", "trainer:v1", "--history", "14d")
+    assert status == 0, err
+    assert measured["unit"] == "epoch" and measured["usd_per_unit"] == pytest.approx(55.04 * 6)
+    assert measured["total_usd"] == pytest.approx(55.04 * 6 * 4)
+    assert measured["hours_of_history"] == 48
+    status, measured, err = _estimate(stack, capsys, "--gpu", "h100", "--gpus", "4", "--hours", "10",
+                                      "--like", "trainer", "--history", "14d")
+    assert status == 0, err
+    # the exporter's last 10 minutes before the pod ended are never scraped: 47 h 55 min of 48 h
+    assert measured["unit"] == "GPU-hour"
+    assert measured["usd_per_unit"] == pytest.approx(55.04 / 8, rel=0.005)
+    assert measured["total_usd"] == pytest.approx(55.04 / 8 * 4 * 10, rel=0.005)
+
+
+def test_estimate_like_names_the_series_it_lacks(stack, capsys) -> None:
+    status, _, err = _estimate(stack, capsys, "--gpu", "l4", "--hours", "1", "--like", "nobody")
+    assert status == 2 and err.count("\n") == 1
+    assert "--like: no mlcost_usd_total for nobody between 2026-03-02T00:00:00Z and 2026-04-01T00:00:00Z" in err
+    status, _, err = _estimate(stack, capsys, "--gpu", "l4", "--hours", "1", "--request-rate", "1",
+                               "--throughput", "5", "--like", "trainer")
+    assert status == 2 and "no mlcost_usd_total for trainer" in err and "mlcost_requests_total" in err
 
 
 def test_an_empty_window_is_one_line_and_status_2(stack, capsys) -> None:

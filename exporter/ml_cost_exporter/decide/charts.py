@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ml_cost_exporter.decide.errors import UsageError
-from ml_cost_exporter.decide.history import History
+from ml_cost_exporter.decide.history import History, recorded_sum
 
 DAY = 86400
 TOP_MODELS = 12  # more models than this are stacked as "other"
@@ -31,10 +31,11 @@ def report_series(history: History) -> ReportSeries:
     window, prometheus = history.window, history.prometheus
     start = window.start + DAY
     if history.recorded:
-        cost = "sum by (model) (sum_over_time(model:mlcost_usd:increase1h[86399s]))"
-        per_1k = ("sum by (model, version) (sum_over_time(model:mlcost_usd:increase1h{workload=\"inference\"}"
-                  "[86399s])) / (sum by (model, version) (sum_over_time(model:mlcost_requests:increase1h[86399s]))"
-                  " > 0) * 1000")
+        usd, requests = recorded_sum("model:mlcost_usd:increase1h", DAY), recorded_sum(
+            "model:mlcost_requests:increase1h", DAY)
+        inference = recorded_sum('model:mlcost_usd:increase1h{workload="inference"}', DAY)
+        cost = f"sum by (model) ({usd})"
+        per_1k = f"sum by (model, version) ({inference}) / (sum by (model, version) ({requests}) > 0) * 1000"
     else:
         cost = "sum by (model) (increase(mlcost_usd_total[1d]))"
         per_1k = ("sum by (model, version) (increase(mlcost_usd_total{workload=\"inference\"}[1d])) / "

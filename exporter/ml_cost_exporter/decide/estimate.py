@@ -16,7 +16,7 @@ from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, PURCHASE_OPTIONS, C
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Section, load_located
 from ml_cost_exporter.decide.errors import EXIT_FINDING, EXIT_OK, UsageError
-from ml_cost_exporter.decide.history import like_history
+from ml_cost_exporter.decide.like import like_history
 from ml_cost_exporter.decide.output import Column, Document, usd
 from ml_cost_exporter.decide.output import Section as OutSection
 from ml_cost_exporter.decide.prices import (
@@ -221,7 +221,7 @@ def run(context) -> tuple[Document, int, str | None]:
         document.meta["measured"] = like.meta
         document.sections.insert(1, like.section)
         document.notes.append(like.note)
-        total_for_gate = like.meta.get("p90_usd", total)
+        total_for_gate = like.meta["total_usd"]
     else:
         total_for_gate = total
     status = EXIT_OK
