@@ -1,8 +1,8 @@
 """Deterministic exporter history for `mlcost` tests and benchmarks, written as OpenMetrics for promtool.
 
 Four weeks (2026-03-04 to 2026-04-01 UTC, 5-minute samples) of what ml-cost-exporter pods export:
-  chat    2 pods, 1 A100-80GB each, $5/h a pod; v1 until 03-25 (10 req/s, 60 % busy), then v2
-          (4 req/s, 30 % busy); target $0.10 per 1k.
+  chat    2 pods, 1 A100-80GB each, $5/h a pod, 60 GiB of GPU memory used (no smaller GPU holds it); v1
+          until 03-25 (10 req/s, 60 % busy), then v2 (4 req/s, 30 % busy); target $0.10 per 1k.
   embed   1 pod on an A100-80GB, $5/h, 2 req/s from 06:00 to 24:00 and none from 00:00 to 06:00;
           at most 15 % busy and 6 GiB of GPU memory.
   trainer 1 pod, 8 H100, $55.04/h, workload training, from 03-20 00:00 to 03-22 00:00 (48 h).
@@ -70,7 +70,7 @@ def pods(extra_models: int = 0) -> list[Pod]:
     always = lambda t: True  # noqa: E731
     chat = [Pod(f"chat-{i}", "chat", "search", "inference", "a100-80gb", 1, 4.5, 0.5, chat_version, always,
                 lambda t: 5.0 if t < VERSION_CHANGE else 2.0, lambda t: 0.6 if t < VERSION_CHANGE else 0.3,
-                30.0, 0.10) for i in range(2)]
+                60.0, 0.10) for i in range(2)]
     embed = Pod("embed-0", "embed", "ads", "inference", "a100-80gb", 1, 4.5, 0.5, lambda t: "v3", always,
                 lambda t: 0.0 if _hour(t) < 6 else 2.0, lambda t: 0.0 if _hour(t) < 6 else 0.15, 6.0, None)
     trainer = Pod("train-0", "trainer", "research", "training", "h100", 8, 52.0, 3.04, lambda t: "v1",
@@ -84,11 +84,14 @@ def pods(extra_models: int = 0) -> list[Pod]:
 class _Families:
     """Samples grouped by family, as OpenMetrics requires (each family's samples contiguous)."""
 
-    def __init__(self) -> None:
+    def __init__(self, drop: frozenset[str] = frozenset()) -> None:
+        self.drop = drop  # families left out, as a relabelling rule or a partial install leaves them out
         self.types: dict[str, str] = {}
         self.lines: dict[str, list[str]] = {}
 
     def add(self, family: str, kind: str, sample: str, labels: dict[str, str], value: float, t: float) -> None:
+        if family in self.drop:
+            return
         self.types.setdefault(family, kind)
         text = ",".join(f'{k}="{v}"' for k, v in labels.items())
         self.lines.setdefault(family, []).append((t, f"{sample}{{{text}}} {value!r} {t:.0f}"))
@@ -233,9 +236,9 @@ def _budget_series(fam: _Families, times: list[float], start_time: float) -> Non
 
 def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, start_time: float = START,
                       step: float = STEP, rules_from: float = RULES_DEPLOYED,
-                      rule_minute: float = RULE_MINUTE) -> list[Path]:
-    """The history as OpenMetrics files of CHUNK seconds each."""
-    fam = _Families()
+                      rule_minute: float = RULE_MINUTE, drop: frozenset[str] = frozenset()) -> list[Path]:
+    """The history as OpenMetrics files of CHUNK seconds each, without the families in `drop`."""
+    fam = _Families(drop)
     times = _times(start_time, END, step)
     for pod in pods(extra_models):
         _pod_series(fam, pod, times, recorded, step)
@@ -251,8 +254,9 @@ def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, st
     return paths
 
 
-def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span: float) -> Path:
-    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from, rule_minute)."""
+def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span) -> Path:
+    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from, rule_minute,
+    drop)."""
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     sources = write_openmetrics(directory, recorded, extra_models, **span)

@@ -214,14 +214,23 @@ def test_budgets_fail_at_gates_cron_jobs(stack, capsys, fail_at: str, status: in
     assert ("research-daily 66.0%" in err) == (status == 1)
 
 
-def _recommendations(stack, capsys) -> dict[tuple[str, str], dict]:
-    status, out, err = mlcost(stack, capsys, "recommend", *WINDOW, "--format", "json")
-    assert status == 0, err
-    return {(r["kind"], r["subject"]): r for r in json.loads(out)["recommendations"]}
+def _recommendations(stack, capsys, status: int = 0) -> tuple[dict[tuple[str, str], dict], dict[str, dict]]:
+    code, out, err = mlcost(stack, capsys, "recommend", *WINDOW, "--format", "json")
+    assert code == status, err
+    body = json.loads(out)
+    return {(r["kind"], r["subject"]): r for r in body["recommendations"]}, {c["check"]: c for c in body["checks"]}
+
+
+PLANTED = {("idle-replicas", "chat v2"), ("scale-to-zero", "embed v3"), ("smaller-gpu", "embed"),
+           ("commitment", "aws a100-80gb"), ("spot", "trainer v1"), ("version-regression", "chat v2"),
+           ("above-target", "chat v2")}
 
 
 def test_recommend_finds_what_the_history_warrants_and_nothing_else(stack, capsys) -> None:
-    found = _recommendations(stack, capsys)
+    found, checks = _recommendations(stack, capsys)
+    assert set(found) == PLANTED
+    assert {c["status"] for c in checks.values()} <= {"ran", "partial"}
+    assert checks["above-target"]["notes"] == ["no target for embed v3"]
     zero = found[("scale-to-zero", "embed v3")]
     assert zero["evidence"]["zero_traffic_hours"] == 84  # 01:00-06:00 UTC closes 6 empty hours a day
     assert zero["usd_per_month"] == pytest.approx(84 * 5.0 * MONTH)
@@ -229,19 +238,52 @@ def test_recommend_finds_what_the_history_warrants_and_nothing_else(stack, capsy
     replicas = found[("idle-replicas", "chat v2")]
     assert replicas["evidence"]["replicas_needed"] == 1  # 4 req/s under r* = $5/h / (3.6 x $0.10) = 13.9 req/s
     assert replicas["usd_per_month"] == pytest.approx(5.0 * 730)
-    assert found[("smaller-gpu", "embed")]["action"] == "a100-80gb -> t4"
+    smaller = found[("smaller-gpu", "embed")]
+    assert smaller["action"] == "a100-80gb -> t4"
+    assert smaller["usd_per_month"] == pytest.approx(
+        5.0 * (1 - smaller["evidence"]["candidate_usd_per_hour"] / smaller["evidence"]["current_usd_per_hour"]) * 730)
     commit = found[("commitment", "aws a100-80gb")]
-    assert commit["evidence"]["steady_gpus"] == 3
+    # 3 GPUs steady; chat's idle replica and embed (smaller GPU, scale to zero) leave 1 to commit
+    assert commit["evidence"]["steady_gpus"] == 3 and commit["evidence"]["committed_gpus"] == 1
+    assert commit["action"] == "commit_1y for 1 GPUs"  # the first of the two options shown for a key
+    assert commit["usd_per_month"] == pytest.approx(5.0 * (1 - 0.62) * 730)
+    # chat v2 ran 7 of the 14 days: its monthly figures scale from its 168 hours, not from the window
+    per_1k_v1, per_1k_v2 = 10 / 36, 10 / 14.4
+    requests_v2 = 4 * 7 * 86400 / 1000
+    regression = found[("version-regression", "chat v2")]
+    assert regression["usd_per_month"] == pytest.approx((per_1k_v2 - per_1k_v1) * requests_v2 * 730 / 168)
     target = found[("above-target", "chat v2")]
+    assert target["usd_per_month"] == pytest.approx((per_1k_v2 - 0.10) * requests_v2 * 730 / 168)
     assert "GPU utilization 30%" in target["action"] and "v2 costs 2.5x v1" in target["action"]
-    # not warranted: the old version, the 48-hour training job's GPUs, the trainer's H100s
-    assert ("idle-replicas", "chat v1") not in found and ("above-target", "chat v1") not in found
-    assert ("commitment", "aws h100") not in found and ("smaller-gpu", "trainer") not in found
-    assert not any(kind == "scale-to-zero" and subject.startswith("chat") for kind, subject in found)
     status, out, _ = mlcost(stack, capsys, "recommend", *WINDOW, "--format", "json")
     ranked = [r["usd_per_month"] for r in json.loads(out)["recommendations"]]  # as printed, duplicates of a key too
     assert status == 0 and ranked == sorted(ranked, reverse=True)
     assert all(r["promql"] and r["confidence"] in ("high", "medium", "low") for r in found.values())
+
+
+@pytest.fixture(scope="module")
+def partial_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The same month without mlcost_model_info (relabelled away), GPU counts and cost-per-1k targets."""
+    root = tmp_path_factory.mktemp("mlcost-partial")
+    drop = frozenset({"mlcost_model_info", "mlcost_allocated_gpus", "mlcost_target_cost_per_1k_usd"})
+    with _serving(root, mlcost_history.create_blocks(root / "tsdb", recorded=True, drop=drop)) as urls:
+        yield urls
+
+
+def test_recommend_says_which_checks_could_not_run_and_exits_4(partial_stack, capsys) -> None:
+    found, checks = _recommendations(partial_stack, capsys, status=4)
+    assert set(found) == PLANTED - {("idle-replicas", "chat v2"), ("above-target", "chat v2")}
+    for kind in ("idle-replicas", "above-target"):
+        assert checks[kind]["status"] == "could not run"
+        assert checks[kind]["missing"] == ["mlcost_target_cost_per_1k_usd"]
+    assert "GPU counts from mlcost_gpu_utilization_ratio" in checks["commitment"]["detail"]
+    assert found[("commitment", "aws a100-80gb")]["evidence"]["committed_gpus"] == 2  # no replica advice now
+    for fmt in ("table", "markdown", "csv"):
+        status, out, err = mlcost(partial_stack, capsys, "recommend", *WINDOW, "--format", fmt)
+        assert status == 4 and err.count("\n") == 1
+        assert "2 of 7 checks could not run: idle-replicas (no mlcost_target_cost_per_1k_usd)" in err
+        if fmt != "csv":
+            assert "could not run" in out
 
 
 def _estimate(stack, capsys, *argv: str) -> tuple[int, dict, str]:
