@@ -7,7 +7,9 @@ Four weeks (2026-03-04 to 2026-04-01 UTC, 5-minute samples) of what ml-cost-expo
           at most 15 % busy and 6 GiB of GPU memory.
   trainer 1 pod, 8 H100, $55.04/h, workload training, from 03-20 00:00 to 03-22 00:00 (48 h).
 Budgets (their recordings, as the mlcost-budget rules would write them): search-monthly ($20,000 a
-month, the chat model) and research-daily ($1,000 a day, the trainer).
+month, the chat model), research-daily ($1,000 a day, the trainer) and trainer-job ($2,205 for the
+trainer's whole job, period job): its recordings and the trainer's mlcost_budget_spend_usd_total stop
+with the job, at 119.8 % spent.
 With `recorded=True` the hourly model recordings (model:*:increase1h) are written too, equal to the raw
 counters' hourly increases,
 from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters),
@@ -30,6 +32,8 @@ END = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
 VERSION_CHANGE = datetime(2026, 3, 25, tzinfo=UTC).timestamp()
 TRAIN_START = datetime(2026, 3, 20, tzinfo=UTC).timestamp()
 TRAIN_END = datetime(2026, 3, 22, tzinfo=UTC).timestamp()
+JOB_BUDGET_USD = 2205.0
+JOB_PERIOD = (datetime(2000, 1, 1, tzinfo=UTC).timestamp(), datetime(2999, 1, 1, tzinfo=UTC).timestamp())
 RULES_DEPLOYED = datetime(2026, 3, 18, tzinfo=UTC).timestamp()  # the hourly recordings exist from here on
 MARCH = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 APRIL = END
@@ -232,6 +236,22 @@ def _budget_series(fam: _Families, times: list[float], start_time: float) -> Non
                 values["budget:mlcost_budget_spend_usd:forecast_period_end"] = fc
             for name, value in values.items():
                 fam.add(name, "gauge", name, labels, value, t)
+        if TRAIN_START <= t < TRAIN_END:
+            _job_budget(fam, t)
+
+
+def _job_budget(fam: _Families, t: float) -> None:
+    """trainer-job while the trainer runs: its recordings and the pod's budget counter (the last at 23:50)."""
+    spent = 55.04 * (t - TRAIN_START) / 3600.0
+    fam.add("mlcost_budget_spend_usd", "counter", "mlcost_budget_spend_usd_total",
+            {"instance": "train-0", "job": "ml-cost-exporter", "budget": "trainer-job", "period": "job"}, spent, t)
+    values = {"budget:mlcost_budget_spend_usd:period_to_date": spent,
+              "budget:mlcost_budget_limit_usd:max": JOB_BUDGET_USD,
+              "budget:mlcost_budget_period_start_timestamp_seconds:max": JOB_PERIOD[0],
+              "budget:mlcost_budget_period_end_timestamp_seconds:max": JOB_PERIOD[1],
+              "budget:mlcost_budget_spend_usd:rate1h": 55.04 / 3600}
+    for name, value in values.items():
+        fam.add(name, "gauge", name, {"budget": "trainer-job"}, value, t)
 
 
 def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, start_time: float = START,

@@ -207,11 +207,47 @@ def test_budgets_show_recordings_runout_and_alertmanager_alerts(stack, capsys) -
     assert rows["search-monthly"]["alerts"] == []
 
 
-@pytest.mark.parametrize(("fail_at", "status"), [("60%", 1), ("0.7", 0), ("1", 0)])
-def test_budgets_fail_at_gates_cron_jobs(stack, capsys, fail_at: str, status: int) -> None:
+@pytest.mark.parametrize(("fail_at", "over"), [("60%", ["research-daily 66.0%", "trainer-job 89.9%"]),
+                                              ("0.7", ["trainer-job 89.9%"]), ("0.95", []), ("1", [])])
+def test_budgets_fail_at_gates_cron_jobs(stack, capsys, fail_at: str, over: list[str]) -> None:
     code, _, err = mlcost(stack, capsys, "budgets", "--at", "2026-03-21T12:00:00Z", "--fail-at", fail_at)
-    assert code == status
-    assert ("research-daily 66.0%" in err) == (status == 1)
+    assert code == (1 if over else 0)
+    assert err == (f"mlcost: budget past --fail-at {float(fail_at.rstrip('%')) * (1 if '%' in fail_at else 100):g}%: "
+                   f"{', '.join(over)}\n" if over else "")
+
+
+JOB_SPENT = 55.04 * (48 - 1 / 6)  # the trainer's last sample, at 23:50
+
+
+def test_a_finished_job_budget_stays_listed_and_gated(stack, capsys) -> None:
+    status, out, err = mlcost(stack, capsys, "budgets", "--at", "2026-03-22T00:05:00Z", "--fail-at", "100%",
+                              "--format", "json")
+    rows = {r["budget"]: r for r in json.loads(out)["budgets"]}
+    job = rows["trainer-job"]
+    assert job["state"] == "idle" and job["spent_from"] == "budget:mlcost_budget_spend_usd:period_to_date"
+    assert job["spent_usd"] == pytest.approx(JOB_SPENT) and job["limit_usd"] == 2205
+    assert job["runs_out"] == "spent" and rows["search-monthly"]["state"] == "active"
+    assert status == 1 and err == f"mlcost: budget past --fail-at 100%: trainer-job {JOB_SPENT / 22.05:.1f}%\n"
+
+
+def test_budgets_from_the_config_show_without_recordings(stack, capsys, tmp_path: Path) -> None:
+    config = tmp_path / "pricing.yaml"
+    config.write_text("budgets:\n  - {name: fleet-weekly, amount_usd: 500, period: week, selector: {team: ads}}\n")
+    status, out, err = mlcost(stack, capsys, "budgets", "--at", "2026-03-25T00:00:00Z", "--config.file", str(config),
+                              "--format", "json", "--fail-at", "1%")
+    rows = {r["budget"]: r for r in json.loads(out)["budgets"]}
+    assert set(rows) == {"fleet-weekly", "research-daily", "search-monthly", "trainer-job"}
+    assert rows["fleet-weekly"]["spent_usd"] == 0.0 and rows["fleet-weekly"]["period"] == "2026-W13"
+    assert rows["trainer-job"]["spent_usd"] == pytest.approx(JOB_SPENT)  # three days after the job
+    assert status == 1 and "trainer-job 119.4%" in err and "fleet-weekly" not in err
+
+
+def test_budgets_without_alertmanager_warn_and_still_answer(stack, capsys) -> None:
+    status, out, err = mlcost(stack, capsys, "budgets", "--at", "2026-03-21T12:00:00Z", "--alertmanager.url",
+                              f"http://127.0.0.1:{free_port()}", "--query.timeout", "3s")
+    assert status == 0 and err.count("\n") == 1
+    assert err.startswith("mlcost: warning: alerts not shown: Alertmanager at http://127.0.0.1:")
+    assert "research-daily" in out and "Alerts firing" not in out
 
 
 def _recommendations(stack, capsys, status: int = 0) -> tuple[dict[tuple[str, str], dict], dict[str, dict]]:
@@ -263,9 +299,11 @@ def test_recommend_finds_what_the_history_warrants_and_nothing_else(stack, capsy
 
 @pytest.fixture(scope="module")
 def partial_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The same month without mlcost_model_info (relabelled away), GPU counts and cost-per-1k targets."""
+    """The same month without mlcost_model_info (relabelled away), GPU counts, cost-per-1k targets and the
+    budgets' period-to-date recordings."""
     root = tmp_path_factory.mktemp("mlcost-partial")
-    drop = frozenset({"mlcost_model_info", "mlcost_allocated_gpus", "mlcost_target_cost_per_1k_usd"})
+    drop = frozenset({"mlcost_model_info", "mlcost_allocated_gpus", "mlcost_target_cost_per_1k_usd",
+                      "budget:mlcost_budget_spend_usd:period_to_date"})
     with _serving(root, mlcost_history.create_blocks(root / "tsdb", recorded=True, drop=drop)) as urls:
         yield urls
 
@@ -374,3 +412,12 @@ def test_console_script_never_prints_a_traceback(stack) -> None:
                                 env={"PATH": "/usr/bin:/bin", "MLCOST_PROMETHEUS_URL": stack["prometheus"]})
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_finished_budget_without_recordings_sums_the_exporters_counters(partial_stack, capsys) -> None:
+    status, out, err = mlcost(partial_stack, capsys, "budgets", "--at", "2026-03-23T00:00:00Z", "--format", "json",
+                              "--no-alertmanager")
+    assert status == 0, err
+    job = {r["budget"]: r for r in json.loads(out)["budgets"]}["trainer-job"]
+    assert job["spent_from"] == "mlcost_budget_spend_usd_total"
+    assert job["spent_usd"] == pytest.approx(JOB_SPENT) and job["state"] == "idle"

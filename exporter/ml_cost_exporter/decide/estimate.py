@@ -38,7 +38,7 @@ EXAMPLE = """examples:
 
 _MIG = re.compile(r"(\d+)g\.(\d+)gb")
 HOURS_PER_MONTH = 730.0
-FIGURE_COLUMNS = (Column("figure", "FIGURE"), Column("usd", "USD", "usd"), Column("basis", "BASIS"))
+FIGURE_COLUMNS = (Column("figure", "FIGURE"), Column("usd", "USD", "usd"), Column("basis", "BASIS", wrap=True))
 ALT_COLUMNS = (Column("provider", "PROVIDER"), Column("purchase_option", "OPTION"), Column("instance", "INSTANCE"),
                Column("hourly_usd", "$/HOUR", "usd"), Column("total_usd", "TOTAL", "usd"),
                Column("vs_this", "VS THIS", "num"), Column("as_of", "AS OF"))

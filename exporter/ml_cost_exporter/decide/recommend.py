@@ -32,9 +32,9 @@ COMPUTE_HEADROOM = 0.8  # and the observed peak busy time within 80 % of its thr
 REGRESSION = 1.1  # a version costing 10 % more per 1k than the one before it is a regression
 TARGET_UTILIZATION_NOTE = "r* = pod $/h / (3.6 x target $/1k), as the scaling rules compute it"
 COLUMNS = (Column("rank", "#", "int"), Column("usd_per_month", "$/MONTH", "usd"), Column("kind", "KIND"),
-           Column("subject", "SUBJECT"), Column("action", "ACTION"), Column("confidence", "CONF"))
+           Column("subject", "SUBJECT"), Column("action", "ACTION", wrap=True), Column("confidence", "CONF"))
 CHECK_COLUMNS = (Column("check", "CHECK"), Column("status", "STATUS"), Column("found", "FOUND", "int"),
-                 Column("detail", "MISSING OR NOTE"))
+                 Column("detail", "MISSING OR NOTE", wrap=True))
 TARGET = "mlcost_target_cost_per_1k_usd"
 RAN, PARTIAL, NOT_RUN = "ran", "partial", "could not run"
 
