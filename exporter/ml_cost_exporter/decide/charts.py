@@ -86,7 +86,7 @@ def _stacked(series: ReportSeries) -> dict[str, list[float]]:
 
 def daily_figure(series: ReportSeries):
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 3.2), dpi=100)
+    figure, axes = plt.subplots(figsize=(8, 3.8), dpi=100)
     bottom = [0.0] * len(series.days)
     dates = _dates(series.days)
     for model, values in _stacked(series).items():
@@ -94,21 +94,26 @@ def daily_figure(series: ReportSeries):
         bottom = [a + b for a, b in zip(bottom, values, strict=True)]
     axes.set_title("Daily cost by model (USD)")
     axes.set_ylabel("USD per day")
-    axes.legend(fontsize=7, ncols=4, loc="upper left")
+    _legend_outside(axes, 4)
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure
 
 
+def _legend_outside(axes, columns: int) -> None:
+    """The legend under the plot, so it never covers the tallest bars or the highest line."""
+    axes.legend(fontsize=7, ncols=columns, loc="upper center", bbox_to_anchor=(0.5, -0.38), frameon=False)
+
+
 def per_1k_figure(series: ReportSeries):
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 3.2), dpi=100)
+    figure, axes = plt.subplots(figsize=(8, 3.8), dpi=100)
     for name, points in sorted(series.per_1k.items())[:TOP_MODELS]:
         line = axes.plot(_dates([t for t, _ in points]), [v for _, v in points], marker=".", label=name)[0]
         if name in series.targets:
             axes.axhline(series.targets[name], color=line.get_color(), linestyle="--", linewidth=1)
     axes.set_title("Cost per 1,000 requests (USD, daily); dashed: target")
-    axes.legend(fontsize=7, ncols=3, loc="upper left")
+    _legend_outside(axes, 3)
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure

@@ -32,10 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
     parser.add_argument("--output", help="Write the report to this file instead of stdout (needed for html).")
     parser.add_argument("--chart", help="Also write the daily cost chart to this PNG file.")
     parser.set_defaults(handler=run)
-    # html is an extra format of this command only
-    for action in parser._actions:
-        if action.dest == "format":
-            action.choices = [*action.choices, "html"]
 
 
 def _by(text: str) -> tuple[str, ...]:
@@ -45,14 +41,14 @@ def _by(text: str) -> tuple[str, ...]:
     return labels
 
 
-def collect(history: History, by: tuple[str, ...]) -> dict:
+def collect(history: History, by: tuple[str, ...], config=None) -> dict:
     """Every figure of the report, as plain data (shared by the table, JSON and HTML renderings)."""
     window = history.window
     usd = history.totals("usd")
     if not usd:
         raise UsageError(f"no cost recorded between {iso(window.start)} and {iso(window.end)} "
                          f"(is Prometheus scraping the exporter? is --until right?)")
-    labels = history.model_labels()
+    labels = labels_with_config(history.model_labels(), usd, config)
     previous = group(history.totals("usd", window.previous()), by, labels)
     idle = group(history.totals("idle"), by, labels)
     per_resource = "resource" in by
@@ -103,6 +99,20 @@ def budget_rows(history: History, config, data: dict) -> list[dict]:
     return rows
 
 
+def labels_with_config(labels: dict, usd_series, config) -> dict[tuple[str, str], dict[str, str]]:
+    """Every costed model version's attribution labels: mlcost_model_info's, else its --config.file entry's."""
+    configured: dict[tuple[str, str], dict[str, str]] = {}
+    for model in config.models if config else ():
+        configured[(model.name, model.version)] = dict(model.labels)
+        configured.setdefault((model.name, ""), dict(model.labels))  # any version of a configured model
+    out = dict(labels)
+    for series, _ in usd_series:
+        key = (series.get("model", ""), series.get("version", ""))
+        if not out.get(key):
+            out[key] = configured.get(key) or configured.get((key[0], ""), {})
+    return out
+
+
 def run(context) -> tuple[Document, int, str | None]:
     args = context.args
     by = _by(args.by)
@@ -111,7 +121,7 @@ def run(context) -> tuple[Document, int, str | None]:
     window = window_from(context)
     prometheus = context.prometheus()
     history = History(prometheus, window, args.data)
-    data = collect(history, by)
+    data = collect(history, by, context.config)
     budgets = budget_rows(history, context.config, data)
     document = build_document(history, by, data, budgets)
     if args.chart or args.format == "html":
