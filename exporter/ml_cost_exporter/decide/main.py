@@ -61,9 +61,9 @@ def _common(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = _Parser(prog="mlcost", description="Estimate ML jobs before they run, report what was spent, "
-                     "recommend what to change. Exit status: 0 fine, 1 a finding (--fail-at, --max-usd), "
-                     "2 bad usage or input, 3 Prometheus or Alertmanager unreachable or refusing, "
-                     "4 (recommend) a check could not run for lack of a series.",
+                     "recommend what to change.\n\nExit status: 0 fine, 1 a finding (--fail-at, --max-usd), "
+                     "2 bad usage or input,\n3 Prometheus or Alertmanager unreachable or refusing, 4 (recommend) "
+                     "a check could not run\nfor lack of a series.",
                      formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100))
     parser.add_argument("--version", action="version", version=f"mlcost {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
