@@ -16,6 +16,8 @@ from 2026-03-18 on (as if the rules were deployed then: earlier windows fall bac
 stamped RULE_MINUTE past each hour as Prometheus stamps them when the hourly group runs then (the rule
 at hh:07 reads the samples up to hh:00, so it holds the hour that ended at hh:00).
 The trainer counts an epoch every 6 hours (mlcost_training_epochs_total): $330.24 an epoch.
+chat's pods draw 250 W each (mlcost_energy_joules_total) at 400 g CO2e per kWh (mlcost_carbon_grams_total),
+and their cost goes 70 % to tenant acme, 30 % to globex (mlcost_tenant_usd_total and its hourly recording).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ APRIL = END
 STEP = 600.0
 RULE_MINUTE = 7 * 60.0  # the hourly rule group's evaluation offset within the hour
 EPOCH_SECONDS = 6 * 3600.0
+CHAT_WATTS = 250.0
+GRAMS_PER_KWH = 400.0
+TENANTS = {"acme": 0.7, "globex": 0.3}  # chat's cost shares
 CHUNK = 12 * 3600.0  # promtool reads its whole input once per 2h block: small files keep it fast
 GIB = 1024.0**3
 
@@ -116,7 +121,7 @@ def _times(start: float, end: float, step: float) -> list[float]:
 
 def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float) -> None:
     usd = {"gpu": 0.0, "cpu": 0.0}
-    idle_gpu = requests = 0.0
+    idle_gpu = requests = joules = 0.0
     hourly: dict[tuple, float] = {}
     for t in times:
         if not pod.alive(t):
@@ -133,6 +138,8 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
             fam.add("mlcost_requests", "counter", "mlcost_requests_total", base, requests, t)
             for kind, per in (("prompt", 50), ("generation", 150)):
                 fam.add("mlcost_tokens", "counter", "mlcost_tokens_total", {**base, "kind": kind}, requests * per, t)
+        if pod.model == "chat":
+            _chat_extras(fam, base, sum(usd.values()), joules, t)
         if pod.workload == "training":
             fam.add("mlcost_training_epochs", "counter", "mlcost_training_epochs_total",
                     {"model": pod.model, "version": version, **pod_only(pod)}, (t - TRAIN_START) / EPOCH_SECONDS, t)
@@ -156,10 +163,20 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
             usd[resource] += rate * hours
         idle_gpu += pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t))
         requests += pod.request_rate(t) * step
+        joules += CHAT_WATTS * step if pod.model == "chat" else 0.0
         if recorded:
             _accrue_hourly(hourly, pod, t, version, step)
     if recorded:
         _write_hourly(fam, hourly)
+
+
+def _chat_extras(fam: _Families, base: dict[str, str], usd: float, joules: float, t: float) -> None:
+    """chat's energy, carbon and per-tenant cost counters."""
+    fam.add("mlcost_energy_joules", "counter", "mlcost_energy_joules_total", base, joules, t)
+    fam.add("mlcost_carbon_grams", "counter", "mlcost_carbon_grams_total", base,
+            joules / 3.6e6 * GRAMS_PER_KWH, t)
+    for tenant, share in TENANTS.items():
+        fam.add("mlcost_tenant_usd", "counter", "mlcost_tenant_usd_total", {**base, "tenant": tenant}, usd * share, t)
 
 
 def pod_only(pod: Pod) -> dict[str, str]:
@@ -177,6 +194,10 @@ def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) 
         pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t)))
     if pod.workload == "inference":
         hourly[(*key, "requests", "")] = hourly.get((*key, "requests", ""), 0.0) + pod.request_rate(t) * step
+    if pod.model == "chat":
+        cost = (pod.gpu_usd_per_hour + pod.cpu_usd_per_hour) * hours
+        for tenant, share in TENANTS.items():
+            hourly[(*key, "tenant", tenant)] = hourly.get((*key, "tenant", tenant), 0.0) + cost * share
 
 
 _HOURLY_SERIES: list = []
@@ -201,6 +222,9 @@ def _flush_hourly(fam: _Families, rules_from: float, rule_minute: float) -> None
         if kind == "usd":
             fam.add("model:mlcost_usd:increase1h", "gauge", "model:mlcost_usd:increase1h",
                     {**base, "workload": workload, "resource": resource}, value, at)
+        elif kind == "tenant":
+            fam.add("model_tenant:mlcost_tenant_usd:increase1h", "gauge", "model_tenant:mlcost_tenant_usd:increase1h",
+                    {**base, "tenant": resource}, value, at)
         elif kind == "idle":
             fam.add("model:mlcost_idle_usd:increase1h", "gauge", "model:mlcost_idle_usd:increase1h",
                     {**base, "resource": resource}, value, at)

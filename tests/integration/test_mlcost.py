@@ -141,6 +141,25 @@ def test_recordings_stamped_on_the_hour_read_the_same(tmp_path: Path, capsys) ->
         assert recorded["TOTAL"][figure] == pytest.approx(raw["TOTAL"][figure], rel=1e-6), figure
 
 
+@pytest.mark.parametrize("data", ["recorded", "raw"])
+def test_report_by_tenant_splits_cost_by_the_gateways_tenants(stack, capsys, data: str) -> None:
+    body = report_json(stack, capsys, *WINDOW, "--by", "tenant", "--data", data)
+    rows = {r["group"]: r for r in body["rows"]}
+    assert rows["acme"]["cost_usd"] == pytest.approx(0.7 * 3360) and rows["globex"]["cost_usd"] == pytest.approx(
+        0.3 * 3360)
+    assert rows["TOTAL"]["idle_usd"] is None and body["meta"]["requests"] is None
+
+
+def test_report_shows_energy_and_carbon_where_the_series_exist(stack, capsys) -> None:
+    body = report_json(stack, capsys, *WINDOW)
+    rows = {r["group"]: r for r in body["rows"]}
+    assert rows["chat"]["energy_kwh"] == pytest.approx(2 * 336 * 0.25)  # two pods at 250 W for 14 days
+    assert rows["chat"]["carbon_kg"] == pytest.approx(2 * 336 * 0.25 * 0.4)
+    assert rows["embed"]["energy_kwh"] is None and rows["TOTAL"]["energy_kwh"] == pytest.approx(168)
+    status, out, _ = mlcost(stack, capsys, "report", *WINDOW)
+    assert status == 0 and out.splitlines()[1].endswith("KWH  KG CO2E")
+
+
 def test_report_budget_shares_follow_the_config_selectors(stack, capsys, tmp_path: Path) -> None:
     config = tmp_path / "pricing.yaml"
     config.write_text("models:\n  - {name: chat, version: v2, labels: {team: search}}\n"

@@ -19,6 +19,9 @@ RECORDED = {  # the hourly model rules: increase over the preceding hour, summed
     "requests": ("model:mlcost_requests:increase1h", "mlcost_requests_total", "model, version"),
     "failed": ("model:mlcost_failed_requests:increase1h", "mlcost_failed_requests_total", "model, version"),
     "tokens": ("model:mlcost_tokens:increase1h", "mlcost_tokens_total", "model, version, kind"),
+    "tenant_usd": ("model_tenant:mlcost_tenant_usd:increase1h", "mlcost_tenant_usd_total", "model, version, tenant"),
+    "energy": (None, "mlcost_energy_joules_total", "model, version"),  # no hourly recording: raw counters
+    "carbon": (None, "mlcost_carbon_grams_total", "model, version"),
 }
 
 
@@ -77,7 +80,7 @@ class History:
     def query_for(self, kind: str, window: Window | None = None) -> str:
         window = window or self.window
         recorded, raw, labels = RECORDED[kind]
-        if self.uses_recorded(window):
+        if recorded and self.uses_recorded(window):
             inner = recorded_sum(recorded, window.seconds)
         else:
             inner = f"increase({raw}[{promql_duration(window.seconds)}])"
