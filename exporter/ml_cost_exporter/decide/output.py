@@ -59,6 +59,8 @@ def format_value(value: object, kind: str) -> str:
 
 
 def usd(value: float) -> str:
+    if value == 0:
+        return "$0"
     if abs(value) >= 100:
         return f"${value:,.0f}"
     if abs(value) >= 1:
