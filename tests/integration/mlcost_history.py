@@ -13,8 +13,9 @@ with the job, at 119.8 % spent.
 With `recorded=True` the hourly model recordings (model:*:increase1h) are written too, equal to the raw
 counters' hourly increases,
 from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters),
-stamped RULE_MINUTE past each hour as Prometheus stamps them when the hourly group runs then (the rule
-at hh:07 reads the samples up to hh:00, so it holds the hour that ended at hh:00).
+stamped RULE_MINUTE past each hour as Prometheus stamps them when the hourly group runs then, each holding
+the change between the last samples up to its stamp and an hour before, like the rules (at hh:07, with a
+sample every 10 minutes, that is the hour that ended at hh:00; at hh:25 it is hh-1:20 to hh:20).
 The trainer counts an epoch every 6 hours (mlcost_training_epochs_total): $330.24 an epoch.
 chat's pods draw 250 W each (mlcost_energy_joules_total) at 400 g CO2e per kWh (mlcost_carbon_grams_total),
 and their cost goes 70 % to tenant acme, 30 % to globex (mlcost_tenant_usd_total and its hourly recording).
@@ -22,6 +23,7 @@ and their cost goes 70 % to tenant acme, 30 % to globex (mlcost_tenant_usd_total
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -119,7 +121,8 @@ def _times(start: float, end: float, step: float) -> list[float]:
     return [start + i * step for i in range(int((end - start) // step) + 1)]
 
 
-def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float) -> None:
+def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float,
+                rule_minute: float = RULE_MINUTE) -> None:
     usd = {"gpu": 0.0, "cpu": 0.0}
     idle_gpu = requests = joules = 0.0
     hourly: dict[tuple, float] = {}
@@ -165,7 +168,7 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
         requests += pod.request_rate(t) * step
         joules += CHAT_WATTS * step if pod.model == "chat" else 0.0
         if recorded:
-            _accrue_hourly(hourly, pod, t, version, step)
+            _accrue_hourly(hourly, pod, t, version, step, rule_minute)
     if recorded:
         _write_hourly(fam, hourly)
 
@@ -183,9 +186,11 @@ def pod_only(pod: Pod) -> dict[str, str]:
     return {"instance": pod.instance, "job": "ml-cost-exporter"}
 
 
-def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) -> None:
-    """The increase each 1h recording at the next full hour sees (the accrual of [t, t+step) lands at t+step)."""
-    at = (int((t + step - 1) // 3600) + 1) * 3600.0 if (t + step) % 3600 else t + step
+def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float, rule_minute: float) -> None:
+    """The increase the first 1h recording at or after t+step sees: the accrual of [t, t+step) shows in the
+    sample at t+step, and the rule stamped hh:mm holds the change between the last samples up to hh:mm and an
+    hour before."""
+    at = math.ceil((t + step - rule_minute) / 3600) * 3600.0 + rule_minute
     hours = step / 3600.0
     key = (at, pod.model, version, pod.workload)
     for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
@@ -215,10 +220,9 @@ def _flush_hourly(fam: _Families, rules_from: float, rule_minute: float) -> None
             summed[key] = summed.get(key, 0.0) + value
     _HOURLY_SERIES.clear()
     for (at, model, version, workload, kind, resource), value in sorted(summed.items()):
-        if at > END or at < rules_from:
+        if at - rule_minute > END or at - rule_minute < rules_from:
             continue
         base = {"model": model, "version": version}
-        at += rule_minute
         if kind == "usd":
             fam.add("model:mlcost_usd:increase1h", "gauge", "model:mlcost_usd:increase1h",
                     {**base, "workload": workload, "resource": resource}, value, at)
@@ -285,7 +289,7 @@ def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, st
     fam = _Families(drop)
     times = _times(start_time, END, step)
     for pod in pods(extra_models):
-        _pod_series(fam, pod, times, recorded, step)
+        _pod_series(fam, pod, times, recorded, step, rule_minute)
     if recorded:
         _flush_hourly(fam, rules_from, rule_minute)
     _budget_series(fam, times, start_time)
@@ -313,3 +317,31 @@ def _backfill(source: Path, data: Path) -> None:
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(source), str(data)],
                    check=True, capture_output=True)
     source.unlink()
+
+
+def truth(start: float, end: float, step: float = STEP) -> dict[str, dict[str, float]]:
+    """What each model really cost, served and idled in [start, end): the pods' rates times time.
+
+    Two slices never reach a counter and so no query can see them: the last step before a pod stops (the
+    trainer's 23:50-24:00) and the step before chat's version change (it lands on v2's first sample).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for pod in pods():
+        for t in _times(START, END - step, step):
+            if not pod.alive(t) or not start <= t < end:
+                continue
+            figures = out.setdefault(pod.model, {"cost_usd": 0.0, "requests": 0.0, "idle_usd": 0.0,
+                                                 "inference_usd": 0.0})
+            hours = step / 3600.0
+            cost = (pod.gpu_usd_per_hour + pod.cpu_usd_per_hour) * hours
+            figures["cost_usd"] += cost
+            figures["idle_usd"] += pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t))
+            if pod.workload == "inference":
+                figures["requests"] += pod.request_rate(t) * step
+                figures["inference_usd"] += cost
+    for figures in out.values():
+        requests = figures.pop("requests")
+        inference = figures.pop("inference_usd")
+        figures["requests"] = requests or None
+        figures["cost_per_1k_usd"] = inference / requests * 1000 if requests else None
+    return out
