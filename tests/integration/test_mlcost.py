@@ -289,6 +289,7 @@ def test_recommend_finds_what_the_history_warrants_and_nothing_else(stack, capsy
     assert set(found) == PLANTED
     assert {c["status"] for c in checks.values()} <= {"ran", "partial"}
     assert checks["above-target"]["notes"] == ["no target for embed v3"]
+    assert checks["commitment"]["notes"] == ["not on demand in every hour, so not steady: aws h100 (48 of 336 h)"]
     zero = found[("scale-to-zero", "embed v3")]
     assert zero["evidence"]["zero_traffic_hours"] == 84  # 01:00-06:00 UTC closes 6 empty hours a day
     assert zero["usd_per_month"] == pytest.approx(84 * 5.0 * MONTH)

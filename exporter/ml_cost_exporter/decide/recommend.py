@@ -340,6 +340,10 @@ def commitments(ev: Evidence, check: Check, catalog: Catalog, released: dict) ->
     window_hours = ev.window.seconds / 3600.0
     confidence = "high" if ev.window.seconds >= 28 * 86400 else "medium"
     out = []
+    partial = sorted(f"{p} {g} ({n:.0f} of {window_hours:.0f} h)" for (p, g), n in hours.items()
+                     if n < 0.99 * window_hours)
+    if partial:
+        check.notes.append(f"not on demand in every hour, so not steady: {', '.join(partial)}")
     for labels, steady in ev.query(q_min):
         key = (labels.get("provider", ""), labels.get("gpu_type", ""))
         if hours.get(key, 0.0) < 0.99 * window_hours or key[0] not in catalog.providers:
