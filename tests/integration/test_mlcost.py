@@ -449,9 +449,13 @@ def test_a_finished_budget_without_recordings_sums_the_exporters_counters(partia
 def test_report_budget_table_from_the_config_without_model_info(partial_stack, capsys, tmp_path: Path) -> None:
     config = tmp_path / "pricing.yaml"
     config.write_text("models:\n  - {name: chat, version: v2, labels: {team: search}}\n"
-                      "budgets:\n  - {name: search-monthly, amount_usd: 20000, selector: {team: search}}\n")
+                      "  - {name: embed, version: v3, labels: {team: ads}}\n"
+                      "budgets:\n  - {name: search-monthly, amount_usd: 20000, selector: {team: search}}\n"
+                      "  - {name: ads-weekly, amount_usd: 900, period: week, selector: {team: ads}}\n")
     body = report_json(partial_stack, capsys, *WINDOW, "--config.file", str(config), "--by", "team")
-    assert [b["budget"] for b in body["budgets"]] == ["search-monthly"]
+    assert [b["budget"] for b in body["budgets"]] == ["ads-weekly", "search-monthly"]
+    assert body["budgets"][0]["spent_usd"] == pytest.approx(1680) and body["budgets"][0]["limit_usd"] == 900
+    body["budgets"].pop(0)
     assert body["budgets"][0]["spent_usd"] == pytest.approx(3360)  # chat v1 and v2: the config names the model
     rows = {r["team"]: r for r in body["rows"] if r["group"] != "TOTAL"}
     assert rows["search"]["cost_usd"] == pytest.approx(3360)

@@ -100,6 +100,7 @@ def budget_rows(history: History, config, data: dict) -> list[dict]:
                     members[budget.name].add(key)
     if not members:
         return []
+    configured = {b.name: b.amount_usd for b in config.budgets}  # where the budget rules record no limit
     limits = {lab.get("budget"): v for lab, v in history.prometheus.instant("budget:mlcost_budget_limit_usd:max",
                                                                             window.end)}
     rows = []
@@ -107,7 +108,7 @@ def budget_rows(history: History, config, data: dict) -> list[dict]:
         spent = sum(v for s, v in data["usd_series"] if (s.get("model"), s.get("version")) in members[name])
         rows.append({"budget": name, "spent_usd": spent,
                      "share": spent / data["total_usd"] if data["total_usd"] else None,
-                     "limit_usd": limits.get(name)})
+                     "limit_usd": limits.get(name, configured.get(name))})
     return rows
 
 
