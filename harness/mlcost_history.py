@@ -1,20 +1,29 @@
 """Deterministic exporter history for `mlcost` tests and benchmarks, written as OpenMetrics for promtool.
 
 Four weeks (2026-03-04 to 2026-04-01 UTC, 5-minute samples) of what ml-cost-exporter pods export:
-  chat    2 pods, 1 A100-80GB each, $5/h a pod; v1 until 03-25 (10 req/s, 60 % busy), then v2
-          (4 req/s, 30 % busy); target $0.10 per 1k.
+  chat    2 pods, 1 A100-80GB each, $5/h a pod, 60 GiB of GPU memory used (no smaller GPU holds it); v1
+          until 03-25 (10 req/s, 60 % busy), then v2 (4 req/s, 30 % busy); target $0.10 per 1k.
   embed   1 pod on an A100-80GB, $5/h, 2 req/s from 06:00 to 24:00 and none from 00:00 to 06:00;
           at most 15 % busy and 6 GiB of GPU memory.
   trainer 1 pod, 8 H100, $55.04/h, workload training, from 03-20 00:00 to 03-22 00:00 (48 h).
 Budgets (their recordings, as the mlcost-budget rules would write them): search-monthly ($20,000 a
-month, the chat model) and research-daily ($1,000 a day, the trainer).
+month, the chat model), research-daily ($1,000 a day, the trainer) and trainer-job ($2,205 for the
+trainer's whole job, period job): its recordings and the trainer's mlcost_budget_spend_usd_total stop
+with the job, at 119.8 % spent.
 With `recorded=True` the hourly model recordings (model:*:increase1h) are written too, equal to the raw
 counters' hourly increases,
-from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters).
+from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters),
+stamped RULE_MINUTE past each hour as Prometheus stamps them when the hourly group runs then, each holding
+the change between the last samples up to its stamp and an hour before, like the rules (at hh:07, with a
+sample every 10 minutes, that is the hour that ended at hh:00; at hh:25 it is hh-1:20 to hh:20).
+The trainer counts an epoch every 6 hours (mlcost_training_epochs_total): $330.24 an epoch.
+chat's pods draw 250 W each (mlcost_energy_joules_total) at 400 g CO2e per kWh (mlcost_carbon_grams_total),
+and their cost goes 70 % to tenant acme, 30 % to globex (mlcost_tenant_usd_total and its hourly recording).
 """
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +36,17 @@ END = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
 VERSION_CHANGE = datetime(2026, 3, 25, tzinfo=UTC).timestamp()
 TRAIN_START = datetime(2026, 3, 20, tzinfo=UTC).timestamp()
 TRAIN_END = datetime(2026, 3, 22, tzinfo=UTC).timestamp()
+JOB_BUDGET_USD = 2205.0
+JOB_PERIOD = (datetime(2000, 1, 1, tzinfo=UTC).timestamp(), datetime(2999, 1, 1, tzinfo=UTC).timestamp())
 RULES_DEPLOYED = datetime(2026, 3, 18, tzinfo=UTC).timestamp()  # the hourly recordings exist from here on
 MARCH = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 APRIL = END
 STEP = 600.0
+RULE_MINUTE = 7 * 60.0  # the hourly rule group's evaluation offset within the hour
+EPOCH_SECONDS = 6 * 3600.0
+CHAT_WATTS = 250.0
+GRAMS_PER_KWH = 400.0
+TENANTS = {"acme": 0.7, "globex": 0.3}  # chat's cost shares
 CHUNK = 12 * 3600.0  # promtool reads its whole input once per 2h block: small files keep it fast
 GIB = 1024.0**3
 
@@ -65,7 +81,7 @@ def pods(extra_models: int = 0) -> list[Pod]:
     always = lambda t: True  # noqa: E731
     chat = [Pod(f"chat-{i}", "chat", "search", "inference", "a100-80gb", 1, 4.5, 0.5, chat_version, always,
                 lambda t: 5.0 if t < VERSION_CHANGE else 2.0, lambda t: 0.6 if t < VERSION_CHANGE else 0.3,
-                30.0, 0.10) for i in range(2)]
+                60.0, 0.10) for i in range(2)]
     embed = Pod("embed-0", "embed", "ads", "inference", "a100-80gb", 1, 4.5, 0.5, lambda t: "v3", always,
                 lambda t: 0.0 if _hour(t) < 6 else 2.0, lambda t: 0.0 if _hour(t) < 6 else 0.15, 6.0, None)
     trainer = Pod("train-0", "trainer", "research", "training", "h100", 8, 52.0, 3.04, lambda t: "v1",
@@ -79,11 +95,14 @@ def pods(extra_models: int = 0) -> list[Pod]:
 class _Families:
     """Samples grouped by family, as OpenMetrics requires (each family's samples contiguous)."""
 
-    def __init__(self) -> None:
+    def __init__(self, drop: frozenset[str] = frozenset()) -> None:
+        self.drop = drop  # families left out, as a relabelling rule or a partial install leaves them out
         self.types: dict[str, str] = {}
         self.lines: dict[str, list[str]] = {}
 
     def add(self, family: str, kind: str, sample: str, labels: dict[str, str], value: float, t: float) -> None:
+        if family in self.drop:
+            return
         self.types.setdefault(family, kind)
         text = ",".join(f'{k}="{v}"' for k, v in labels.items())
         self.lines.setdefault(family, []).append((t, f"{sample}{{{text}}} {value!r} {t:.0f}"))
@@ -102,9 +121,10 @@ def _times(start: float, end: float, step: float) -> list[float]:
     return [start + i * step for i in range(int((end - start) // step) + 1)]
 
 
-def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float) -> None:
+def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, step: float,
+                rule_minute: float = RULE_MINUTE) -> None:
     usd = {"gpu": 0.0, "cpu": 0.0}
-    idle_gpu = requests = 0.0
+    idle_gpu = requests = joules = 0.0
     hourly: dict[tuple, float] = {}
     for t in times:
         if not pod.alive(t):
@@ -121,6 +141,11 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
             fam.add("mlcost_requests", "counter", "mlcost_requests_total", base, requests, t)
             for kind, per in (("prompt", 50), ("generation", 150)):
                 fam.add("mlcost_tokens", "counter", "mlcost_tokens_total", {**base, "kind": kind}, requests * per, t)
+        if pod.model == "chat":
+            _chat_extras(fam, base, sum(usd.values()), joules, t)
+        if pod.workload == "training":
+            fam.add("mlcost_training_epochs", "counter", "mlcost_training_epochs_total",
+                    {"model": pod.model, "version": version, **pod_only(pod)}, (t - TRAIN_START) / EPOCH_SECONDS, t)
         if pod.target_per_1k is not None:
             fam.add("mlcost_target_cost_per_1k_usd", "gauge", "mlcost_target_cost_per_1k_usd", base,
                     pod.target_per_1k, t)
@@ -141,15 +166,31 @@ def _pod_series(fam: _Families, pod: Pod, times: list[float], recorded: bool, st
             usd[resource] += rate * hours
         idle_gpu += pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t))
         requests += pod.request_rate(t) * step
+        joules += CHAT_WATTS * step if pod.model == "chat" else 0.0
         if recorded:
-            _accrue_hourly(hourly, pod, t, version, step)
+            _accrue_hourly(hourly, pod, t, version, step, rule_minute)
     if recorded:
         _write_hourly(fam, hourly)
 
 
-def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) -> None:
-    """The increase each 1h recording at the next full hour sees (the accrual of [t, t+step) lands at t+step)."""
-    at = (int((t + step - 1) // 3600) + 1) * 3600.0 if (t + step) % 3600 else t + step
+def _chat_extras(fam: _Families, base: dict[str, str], usd: float, joules: float, t: float) -> None:
+    """chat's energy, carbon and per-tenant cost counters."""
+    fam.add("mlcost_energy_joules", "counter", "mlcost_energy_joules_total", base, joules, t)
+    fam.add("mlcost_carbon_grams", "counter", "mlcost_carbon_grams_total", base,
+            joules / 3.6e6 * GRAMS_PER_KWH, t)
+    for tenant, share in TENANTS.items():
+        fam.add("mlcost_tenant_usd", "counter", "mlcost_tenant_usd_total", {**base, "tenant": tenant}, usd * share, t)
+
+
+def pod_only(pod: Pod) -> dict[str, str]:
+    return {"instance": pod.instance, "job": "ml-cost-exporter"}
+
+
+def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float, rule_minute: float) -> None:
+    """The increase the first 1h recording at or after t+step sees: the accrual of [t, t+step) shows in the
+    sample at t+step, and the rule stamped hh:mm holds the change between the last samples up to hh:mm and an
+    hour before."""
+    at = math.ceil((t + step - rule_minute) / 3600) * 3600.0 + rule_minute
     hours = step / 3600.0
     key = (at, pod.model, version, pod.workload)
     for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):
@@ -158,6 +199,10 @@ def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float) 
         pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t)))
     if pod.workload == "inference":
         hourly[(*key, "requests", "")] = hourly.get((*key, "requests", ""), 0.0) + pod.request_rate(t) * step
+    if pod.model == "chat":
+        cost = (pod.gpu_usd_per_hour + pod.cpu_usd_per_hour) * hours
+        for tenant, share in TENANTS.items():
+            hourly[(*key, "tenant", tenant)] = hourly.get((*key, "tenant", tenant), 0.0) + cost * share
 
 
 _HOURLY_SERIES: list = []
@@ -167,7 +212,7 @@ def _write_hourly(fam: _Families, hourly: dict) -> None:
     _HOURLY_SERIES.append(hourly)
 
 
-def _flush_hourly(fam: _Families, rules_from: float) -> None:
+def _flush_hourly(fam: _Families, rules_from: float, rule_minute: float) -> None:
     """Hourly model recordings summed over pods: a sample an hour per model, version (workload, resource, kind)."""
     summed: dict[tuple, float] = {}
     for hourly in _HOURLY_SERIES:
@@ -175,12 +220,15 @@ def _flush_hourly(fam: _Families, rules_from: float) -> None:
             summed[key] = summed.get(key, 0.0) + value
     _HOURLY_SERIES.clear()
     for (at, model, version, workload, kind, resource), value in sorted(summed.items()):
-        if at > END or at < rules_from:
+        if at - rule_minute > END or at - rule_minute < rules_from:
             continue
         base = {"model": model, "version": version}
         if kind == "usd":
             fam.add("model:mlcost_usd:increase1h", "gauge", "model:mlcost_usd:increase1h",
                     {**base, "workload": workload, "resource": resource}, value, at)
+        elif kind == "tenant":
+            fam.add("model_tenant:mlcost_tenant_usd:increase1h", "gauge", "model_tenant:mlcost_tenant_usd:increase1h",
+                    {**base, "tenant": resource}, value, at)
         elif kind == "idle":
             fam.add("model:mlcost_idle_usd:increase1h", "gauge", "model:mlcost_idle_usd:increase1h",
                     {**base, "resource": resource}, value, at)
@@ -216,17 +264,34 @@ def _budget_series(fam: _Families, times: list[float], start_time: float) -> Non
                 values["budget:mlcost_budget_spend_usd:forecast_period_end"] = fc
             for name, value in values.items():
                 fam.add(name, "gauge", name, labels, value, t)
+        if TRAIN_START <= t < TRAIN_END:
+            _job_budget(fam, t)
+
+
+def _job_budget(fam: _Families, t: float) -> None:
+    """trainer-job while the trainer runs: its recordings and the pod's budget counter (the last at 23:50)."""
+    spent = 55.04 * (t - TRAIN_START) / 3600.0
+    fam.add("mlcost_budget_spend_usd", "counter", "mlcost_budget_spend_usd_total",
+            {"instance": "train-0", "job": "ml-cost-exporter", "budget": "trainer-job", "period": "job"}, spent, t)
+    values = {"budget:mlcost_budget_spend_usd:period_to_date": spent,
+              "budget:mlcost_budget_limit_usd:max": JOB_BUDGET_USD,
+              "budget:mlcost_budget_period_start_timestamp_seconds:max": JOB_PERIOD[0],
+              "budget:mlcost_budget_period_end_timestamp_seconds:max": JOB_PERIOD[1],
+              "budget:mlcost_budget_spend_usd:rate1h": 55.04 / 3600}
+    for name, value in values.items():
+        fam.add(name, "gauge", name, {"budget": "trainer-job"}, value, t)
 
 
 def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, start_time: float = START,
-                      step: float = STEP, rules_from: float = RULES_DEPLOYED) -> list[Path]:
-    """The history as OpenMetrics files of CHUNK seconds each."""
-    fam = _Families()
+                      step: float = STEP, rules_from: float = RULES_DEPLOYED,
+                      rule_minute: float = RULE_MINUTE, drop: frozenset[str] = frozenset()) -> list[Path]:
+    """The history as OpenMetrics files of CHUNK seconds each, without the families in `drop`."""
+    fam = _Families(drop)
     times = _times(start_time, END, step)
     for pod in pods(extra_models):
-        _pod_series(fam, pod, times, recorded, step)
+        _pod_series(fam, pod, times, recorded, step, rule_minute)
     if recorded:
-        _flush_hourly(fam, rules_from)
+        _flush_hourly(fam, rules_from, rule_minute)
     _budget_series(fam, times, start_time)
     paths = []
     for i, start in enumerate(_times(start_time, END, CHUNK)):
@@ -237,8 +302,9 @@ def write_openmetrics(directory: Path, recorded: bool, extra_models: int = 0, st
     return paths
 
 
-def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span: float) -> Path:
-    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from)."""
+def create_blocks(directory: Path, recorded: bool, extra_models: int = 0, **span) -> Path:
+    """A TSDB directory holding the history, made by promtool (`span`: start_time, step, rules_from, rule_minute,
+    drop)."""
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     sources = write_openmetrics(directory, recorded, extra_models, **span)
@@ -251,3 +317,31 @@ def _backfill(source: Path, data: Path) -> None:
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(source), str(data)],
                    check=True, capture_output=True)
     source.unlink()
+
+
+def truth(start: float, end: float, step: float = STEP) -> dict[str, dict[str, float]]:
+    """What each model really cost, served and idled in [start, end): the pods' rates times time.
+
+    Two slices never reach a counter and so no query can see them: the last step before a pod stops (the
+    trainer's 23:50-24:00) and the step before chat's version change (it lands on v2's first sample).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for pod in pods():
+        for t in _times(START, END - step, step):
+            if not pod.alive(t) or not start <= t < end:
+                continue
+            figures = out.setdefault(pod.model, {"cost_usd": 0.0, "requests": 0.0, "idle_usd": 0.0,
+                                                 "inference_usd": 0.0})
+            hours = step / 3600.0
+            cost = (pod.gpu_usd_per_hour + pod.cpu_usd_per_hour) * hours
+            figures["cost_usd"] += cost
+            figures["idle_usd"] += pod.gpu_usd_per_hour * hours * (1.0 - pod.utilization(t))
+            if pod.workload == "inference":
+                figures["requests"] += pod.request_rate(t) * step
+                figures["inference_usd"] += cost
+    for figures in out.values():
+        requests = figures.pop("requests")
+        inference = figures.pop("inference_usd")
+        figures["requests"] = requests or None
+        figures["cost_per_1k_usd"] = inference / requests * 1000 if requests else None
+    return out

@@ -91,6 +91,13 @@ def test_generated_reference_matches_the_code(page):
     assert page.read_text() == expected, f"{page.name} is stale: run python docs/generate.py"
 
 
+def test_cli_page_carries_every_mlcost_commands_help():
+    text = (REPO / "docs" / "cli.md").read_text()
+    for command in ("mlcost", "mlcost pricing", "mlcost pricing update", "mlcost estimate", "mlcost report",
+                    "mlcost budgets", "mlcost recommend"):
+        assert f"### `{command}`\n\n```text\nusage: {command} " in text, command
+
+
 def test_metrics_reference_lists_every_family_of_the_saved_output():
     text = (REPO / "docs" / "metrics.md").read_text()
     golden = "\n".join(generate.golden_outputs())

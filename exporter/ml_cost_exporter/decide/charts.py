@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ml_cost_exporter.decide.errors import UsageError
-from ml_cost_exporter.decide.history import History
+from ml_cost_exporter.decide.history import History, recorded_sum
 
 DAY = 86400
 TOP_MODELS = 12  # more models than this are stacked as "other"
@@ -31,10 +31,11 @@ def report_series(history: History) -> ReportSeries:
     window, prometheus = history.window, history.prometheus
     start = window.start + DAY
     if history.recorded:
-        cost = "sum by (model) (sum_over_time(model:mlcost_usd:increase1h[86399s]))"
-        per_1k = ("sum by (model, version) (sum_over_time(model:mlcost_usd:increase1h{workload=\"inference\"}"
-                  "[86399s])) / (sum by (model, version) (sum_over_time(model:mlcost_requests:increase1h[86399s]))"
-                  " > 0) * 1000")
+        usd, requests = recorded_sum("model:mlcost_usd:increase1h", DAY), recorded_sum(
+            "model:mlcost_requests:increase1h", DAY)
+        inference = recorded_sum('model:mlcost_usd:increase1h{workload="inference"}', DAY)
+        cost = f"sum by (model) ({usd})"
+        per_1k = f"sum by (model, version) ({inference}) / (sum by (model, version) ({requests}) > 0) * 1000"
     else:
         cost = "sum by (model) (increase(mlcost_usd_total[1d]))"
         per_1k = ("sum by (model, version) (increase(mlcost_usd_total{workload=\"inference\"}[1d])) / "
@@ -85,7 +86,7 @@ def _stacked(series: ReportSeries) -> dict[str, list[float]]:
 
 def daily_figure(series: ReportSeries):
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 3.2), dpi=100)
+    figure, axes = plt.subplots(figsize=(8, 3.8), dpi=100)
     bottom = [0.0] * len(series.days)
     dates = _dates(series.days)
     for model, values in _stacked(series).items():
@@ -93,21 +94,26 @@ def daily_figure(series: ReportSeries):
         bottom = [a + b for a, b in zip(bottom, values, strict=True)]
     axes.set_title("Daily cost by model (USD)")
     axes.set_ylabel("USD per day")
-    axes.legend(fontsize=7, ncols=4, loc="upper left")
+    _legend_outside(axes, 4)
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure
 
 
+def _legend_outside(axes, columns: int) -> None:
+    """The legend under the plot, so it never covers the tallest bars or the highest line."""
+    axes.legend(fontsize=7, ncols=columns, loc="upper center", bbox_to_anchor=(0.5, -0.38), frameon=False)
+
+
 def per_1k_figure(series: ReportSeries):
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 3.2), dpi=100)
+    figure, axes = plt.subplots(figsize=(8, 3.8), dpi=100)
     for name, points in sorted(series.per_1k.items())[:TOP_MODELS]:
         line = axes.plot(_dates([t for t, _ in points]), [v for _, v in points], marker=".", label=name)[0]
         if name in series.targets:
             axes.axhline(series.targets[name], color=line.get_color(), linestyle="--", linewidth=1)
     axes.set_title("Cost per 1,000 requests (USD, daily); dashed: target")
-    axes.legend(fontsize=7, ncols=3, loc="upper left")
+    _legend_outside(axes, 3)
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure

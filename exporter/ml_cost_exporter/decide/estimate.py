@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ml_cost_exporter.config.catalog import CLOUD_PROVIDERS, PURCHASE_OPTIONS, Catalog
 from ml_cost_exporter.config.errors import ConfigError
 from ml_cost_exporter.config.located import Section, load_located
+from ml_cost_exporter.config.units import MIG_PROFILE
 from ml_cost_exporter.decide.bill import add_flags, bill_figures
 from ml_cost_exporter.decide.errors import EXIT_FINDING, EXIT_OK, UsageError
-from ml_cost_exporter.decide.history import like_history
+from ml_cost_exporter.decide.instances import gpu_counts, holding, needs_whole_instance
+from ml_cost_exporter.decide.like import like_history
 from ml_cost_exporter.decide.output import Column, Document, usd
 from ml_cost_exporter.decide.output import Section as OutSection
 from ml_cost_exporter.decide.prices import (
@@ -37,9 +38,8 @@ EXAMPLE = """examples:
   mlcost estimate --file job.yaml --max-usd 5000          # exits 1 when over
   mlcost estimate --gpu a100-80gb --hours 24 --like chat:v2 --prometheus.url http://prometheus:9090"""
 
-_MIG = re.compile(r"(\d+)g\.(\d+)gb")
 HOURS_PER_MONTH = 730.0
-FIGURE_COLUMNS = (Column("figure", "FIGURE"), Column("usd", "USD", "usd"), Column("basis", "BASIS"))
+FIGURE_COLUMNS = (Column("figure", "FIGURE"), Column("usd", "USD", "usd"), Column("basis", "BASIS", wrap=True))
 ALT_COLUMNS = (Column("provider", "PROVIDER"), Column("purchase_option", "OPTION"), Column("instance", "INSTANCE"),
                Column("hourly_usd", "$/HOUR", "usd"), Column("total_usd", "TOTAL", "usd"),
                Column("vs_this", "VS THIS", "num"), Column("as_of", "AS OF"))
@@ -138,7 +138,7 @@ def parse_job(values: dict, catalog: Catalog) -> Job:
         raise UsageError(f'--instance: no instance type "{instance}" in the {provider} catalog')
     if gpu:
         check_gpu_type(catalog, str(gpu), "--gpu")
-    if mig and not (gpu and _MIG.fullmatch(str(mig))):
+    if mig and not (gpu and MIG_PROFILE.fullmatch(str(mig))):
         raise UsageError(f'--mig-profile: "{mig}" needs --gpu and looks like 1g.10gb')
     utilization = _positive(values, "target_utilization") or 0.7
     if utilization > 1:
@@ -162,7 +162,7 @@ def _gpu_units(job: Job, catalog: Catalog) -> tuple[float, float]:
     per_replica = job.gpus
     if job.mig_profile:
         slices = catalog.gpu_types[job.gpu].mig_slices
-        used = int(_MIG.fullmatch(job.mig_profile).group(1))
+        used = int(MIG_PROFILE.fullmatch(job.mig_profile).group(1))
         if slices == 0 or used > slices:
             raise UsageError(f'--mig-profile: "{job.mig_profile}" does not fit a {job.gpu} ({slices} slices)')
         per_replica = job.gpus * used / slices
@@ -181,11 +181,29 @@ def _hours(job: Job) -> tuple[float, str]:
     return hours, f"{job.epochs:g} epochs x {job.samples_per_epoch:g} samples / {job.throughput:g} samples/s"
 
 
+def _times(quote: Quote, replicas: float) -> Quote:
+    return Quote(quote.provider, quote.purchase_option, quote.instance, quote.hourly_usd * replicas, quote.source,
+                 quote.as_of)
+
+
+def _whole_instance_quote(job: Job, catalog: Catalog, provider: str, option: str, replicas: float) -> Quote | None:
+    """A multi-GPU replica on the provider's instance that holds its GPUs, priced whole; None where none does."""
+    instance = holding(catalog, provider, job.gpu, job.gpus)
+    if instance is None:
+        return None
+    return _times(instance_quote(catalog, provider, option, instance.name), replicas)
+
+
 def _quote(job: Job, catalog: Catalog, units: float, replicas: float) -> Quote:
     if job.instance:
-        quote = instance_quote(catalog, job.provider, job.purchase_option, job.instance)
-        return Quote(quote.provider, quote.purchase_option, quote.instance, quote.hourly_usd * replicas,
-                     quote.source, quote.as_of)
+        return _times(instance_quote(catalog, job.provider, job.purchase_option, job.instance), replicas)
+    if job.provider != ONPREM and needs_whole_instance(job.gpus, job.mig_profile):
+        quote = _whole_instance_quote(job, catalog, job.provider, job.purchase_option, replicas)
+        if quote is None:
+            counts = ", ".join(map(str, gpu_counts(catalog, job.provider, job.gpu))) or "none"
+            raise UsageError(f"--gpus: no {job.provider} instance in the catalog holds {job.gpus:g} {job.gpu} GPUs "
+                             f"(its {job.gpu} instances have {counts})")
+        return quote
     option = OWNED if job.provider == ONPREM else job.purchase_option
     quote = gpu_quote(catalog, job.provider, option, job.gpu, units)
     if quote is None:
@@ -217,6 +235,8 @@ def run(context) -> tuple[Document, int, str | None]:
                                         f" ({quote.instance or 'owned'}, prices as of {quote.as_of})",
                                         FIGURE_COLUMNS, figures))
     alternatives = _alternatives(job, catalog, units, replicas, hours, compute)
+    if not job.instance and needs_whole_instance(job.gpus, job.mig_profile):
+        document.notes.append(_whole_instance_note(job, catalog, quote))
     document.sections.append(OutSection("alternatives", "The same job elsewhere, cheapest first", ALT_COLUMNS,
                                         alternatives))
     message = None
@@ -225,7 +245,7 @@ def run(context) -> tuple[Document, int, str | None]:
         document.meta["measured"] = like.meta
         document.sections.insert(1, like.section)
         document.notes.append(like.note)
-        total_for_gate = like.meta.get("p90_usd", total)
+        total_for_gate = like.meta["total_usd"]
     else:
         total_for_gate = total
     status = EXIT_OK
@@ -237,6 +257,13 @@ def run(context) -> tuple[Document, int, str | None]:
             status = EXIT_FINDING
             message = f"estimate {usd(total_for_gate)} is over --max-usd {usd(limit)}"
     return document, status, message
+
+
+def _whole_instance_note(job: Job, catalog: Catalog, quote: Quote) -> str:
+    """Which instance holds the replica's GPUs, and which providers have none that does."""
+    lacking = [p for p in CLOUD_PROVIDERS if holding(catalog, p, job.gpu, job.gpus) is None]
+    note = f"{job.gpus:g} {job.gpu} GPUs share one machine: priced as the whole {quote.instance or 'machine'}"
+    return note + (f"; no instance holds them on {', '.join(lacking)}" if lacking else "")
 
 
 def _unit_figures(job: Job, total: float, hours: float) -> list[dict]:
@@ -262,10 +289,15 @@ def _alternatives(job: Job, catalog: Catalog, units: float, replicas: float, hou
         quotes = [instance_quote(catalog, job.provider, o, job.instance) for o in PURCHASE_OPTIONS]
         quotes = [Quote(q.provider, q.purchase_option, q.instance, q.hourly_usd * replicas, q.source, q.as_of)
                   for q in quotes]
+    elif not job.instance and needs_whole_instance(job.gpus, job.mig_profile):
+        quotes = [q for q in (_whole_instance_quote(job, catalog, p, o, replicas)
+                              for p in CLOUD_PROVIDERS for o in PURCHASE_OPTIONS) if q is not None]
+        quotes.append(gpu_quote(catalog, ONPREM, OWNED, gpu, units))
     else:
         if job.instance:
             units = catalog.providers[job.provider].instances[job.instance].gpus * replicas
         quotes = all_gpu_quotes(catalog, gpu, units)
+    quotes = [q for q in quotes if q is not None]
     rows = [{"provider": q.provider, "purchase_option": q.purchase_option, "instance": q.instance or "(owned)",
              "hourly_usd": q.hourly_usd, "total_usd": q.hourly_usd * hours,
              "vs_this": q.hourly_usd * hours / total if total else None, "as_of": q.as_of, "source": q.source}

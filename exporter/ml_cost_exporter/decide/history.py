@@ -6,15 +6,12 @@ team or another attribution label happens here, joining mlcost_model_info's labe
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ml_cost_exporter.decide.errors import UsageError
-from ml_cost_exporter.decide.output import Column, Section
 from ml_cost_exporter.decide.promapi import Prometheus
-from ml_cost_exporter.decide.timeparse import iso, parse_duration, promql_duration
+from ml_cost_exporter.decide.timeparse import parse_duration, promql_duration
 
 RECORDED = {  # the hourly model rules: increase over the preceding hour, summed over pods, every hour
     "usd": ("model:mlcost_usd:increase1h", "mlcost_usd_total", "model, version, workload, resource"),
@@ -22,7 +19,23 @@ RECORDED = {  # the hourly model rules: increase over the preceding hour, summed
     "requests": ("model:mlcost_requests:increase1h", "mlcost_requests_total", "model, version"),
     "failed": ("model:mlcost_failed_requests:increase1h", "mlcost_failed_requests_total", "model, version"),
     "tokens": ("model:mlcost_tokens:increase1h", "mlcost_tokens_total", "model, version, kind"),
+    "tenant_usd": ("model_tenant:mlcost_tenant_usd:increase1h", "mlcost_tenant_usd_total", "model, version, tenant"),
+    "energy": (None, "mlcost_energy_joules_total", "model, version"),  # no hourly recording: raw counters
+    "carbon": (None, "mlcost_carbon_grams_total", "model, version"),
 }
+
+
+HOUR_SHIFT = "3599999ms"  # a recording stamped in [hh:00, hh+1:00) is the hour ending at hh:00
+HOUR_SHIFT_SECONDS = 3599.999
+
+
+def recorded_sum(recorded: str, seconds: float) -> str:
+    """Sum of a 1h recording over the whole hours ending in (T - seconds, T], whatever minute the rule ran.
+
+    The hourly group is evaluated at some minute of each hour; its sample stamped hh:mm holds the hour that
+    ended at hh:00 (the one at hh:00 exactly, too), so the range is moved forward by just under an hour.
+    """
+    return f"sum_over_time({recorded}[{int(seconds)}s] offset -{HOUR_SHIFT})"
 
 
 @dataclass(frozen=True)
@@ -54,22 +67,22 @@ class History:
         self._recorded: dict[Window, bool] = {}
         self.recorded = self.uses_recorded(window)
         self.promql: dict[str, str] = {}
+        self._minute: float | None = None
 
     def uses_recorded(self, window: Window) -> bool:
         """Recorded only if the recordings reach back to the window's start (rules deployed later: raw)."""
         if self.data != "auto":
             return self.data == "recorded"
         if window not in self._recorded:
-            self._recorded[window] = self.prometheus.has_series(RECORDED["usd"][0], window.start + 3600, 3600)
+            first_hour = window.start + 3600 + HOUR_SHIFT_SECONDS  # the samples of the window's first hour
+            self._recorded[window] = self.prometheus.has_series(RECORDED["usd"][0], first_hour, 3600)
         return self._recorded[window]
 
     def query_for(self, kind: str, window: Window | None = None) -> str:
         window = window or self.window
         recorded, raw, labels = RECORDED[kind]
-        if self.uses_recorded(window):
-            # The range stops one second short of the window's start: each recorded sample covers the hour
-            # before it, so the sample at the start belongs to the previous window.
-            inner = f"sum_over_time({recorded}[{int(window.seconds) - 1}s])"
+        if recorded and self.uses_recorded(window):
+            inner = recorded_sum(recorded, window.seconds)
         else:
             inner = f"increase({raw}[{promql_duration(window.seconds)}])"
         return f"sum by ({labels}) ({inner})"
@@ -78,7 +91,32 @@ class History:
         window = window or self.window
         query = self.query_for(kind, window)
         self.promql.setdefault(kind, query)
-        return self.prometheus.instant(query, window.end)
+        rows = self.prometheus.instant(query, window.end)
+        recorded, raw, labels = RECORDED[kind]
+        if recorded and self.uses_recorded(window) and self.stamp_offset() > 0:
+            rows = self._edges_corrected(rows, raw, labels, window)
+        return rows
+
+    def stamp_offset(self) -> float:
+        """Seconds past the hour at which the hourly group stamps its recordings (0: on the hour)."""
+        if self._minute is None:
+            query = f"max(max_over_time(timestamp({RECORDED['usd'][0]})[2h:1m]) % 3600)"
+            rows = self.prometheus.instant(query, self.window.end + 3600)
+            self._minute = rows[0][1] if rows else 0.0
+        return self._minute
+
+    def _edges_corrected(self, rows, raw: str, labels: str, window: Window) -> list[tuple[dict[str, str], float]]:
+        """Recordings stamped hh:mm hold the counters' change up to hh:mm: the window's samples cover (start + mm,
+        end + mm]; add the counters' change over (start, start + mm], take away (end, end + mm]."""
+        offset = self.stamp_offset()
+        head, tail = (f"sum by ({labels}) (last_over_time({raw}[1h] @ {at + offset:.3f}) "
+                      f"- last_over_time({raw}[1h] @ {at:.3f}))" for at in (window.start, window.end))
+        totals = {tuple(sorted(series.items())): (series, value) for series, value in rows}
+        for series, value in self.prometheus.instant(f"({head} - {tail}) or {head} or -{tail}", window.end):
+            key = tuple(sorted(series.items()))
+            base = totals.get(key, (series, 0.0))
+            totals[key] = (base[0], base[1] + value)
+        return list(totals.values())
 
     def model_labels(self) -> dict[tuple[str, str], dict[str, str]]:
         """Attribution labels of every model seen in the window, from mlcost_model_info."""
@@ -108,60 +146,3 @@ def group(rows: Iterable[tuple[dict[str, str], float]], by: tuple[str, ...],
         info = labels.get((series.get("model", ""), series.get("version", "")), {})
         out[tuple(series.get(k) or info.get(k) or "" for k in by)] += value
     return dict(out)
-
-
-@dataclass
-class LikeResult:
-    section: Section
-    meta: dict
-    note: str
-
-
-LIKE_COLUMNS = (Column("figure", "MEASURED"), Column("p10", "P10", "usd"), Column("p50", "P50", "usd"),
-                Column("p90", "P90", "usd"))
-
-
-def _percentiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    deciles = statistics.quantiles(values, n=10, method="inclusive")
-    return deciles[0], statistics.median(values), deciles[8]
-
-
-def like_history(context, like: str, job, hours: float, history: str) -> LikeResult:
-    """A range for the job from a measured model: its hourly $ per GPU (training) or $ per 1k (serving)."""
-    model, _, version = like.partition(":")
-    end = context.instant("--at")
-    seconds = parse_duration(history, "--history")
-    prometheus = context.prometheus()
-    matcher = f'model="{model}"' + (f',version="{version}"' if version else "")
-    serving = job.request_rate is not None
-    if serving:
-        query = (f'sum(increase(mlcost_usd_total{{{matcher},workload="inference"}}[1h])) / '
-                 f'(sum(increase(mlcost_requests_total{{{matcher}}}[1h])) > 0) * 1000')
-    else:
-        query = f"sum(increase(mlcost_usd_total{{{matcher}}}[1h])) / sum(mlcost_allocated_gpus * on (instance) " \
-                f"group_left () max by (instance) (mlcost_model_info{{{matcher}}}))"
-    series = prometheus.range(query, end - seconds + 3600, end, 3600)
-    prometheus.done()
-    values = [v for _, points in series for _, v in points if v > 0]
-    if not values:
-        raise UsageError(f'--like: no history of {like} between {iso(end - seconds)} and {iso(end)}')
-    p10, p50, p90 = _percentiles(values)
-    if serving:
-        scale = job.request_rate * hours * 3.6  # thousands of requests
-        figure = "$ per 1k requests"
-    else:
-        scale = job_units(job) * hours
-        figure = "$ per GPU-hour"
-    rows = [{"figure": figure, "p10": p10, "p50": p50, "p90": p90},
-            {"figure": "total", "p10": p10 * scale, "p50": p50 * scale, "p90": p90 * scale}]
-    meta = {"model": like, "hours_of_history": len(values), "query": query, "p10_usd": p10 * scale,
-            "p50_usd": p50 * scale, "p90_usd": p90 * scale}
-    note = (f"measured: {len(values)} hours of {like} history up to {iso(end)}; "
-            "the range is its p10-p90 hour (the --max-usd gate uses p90)")
-    return LikeResult(Section("measured", f"From {like}'s measured history", LIKE_COLUMNS, rows), meta, note)
-
-
-def job_units(job) -> float:
-    return job.gpus

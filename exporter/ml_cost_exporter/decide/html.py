@@ -23,6 +23,14 @@ def _table(section) -> str:
     return f"<h2>{html.escape(section.title)}</h2><table><tr>{head}</tr>{body}</table>"
 
 
+def intro(meta: dict) -> str:
+    """The sentence above the charts: the total and its change, or that there is nothing to compare with."""
+    total = f"Total {format_value(meta['total_usd'], 'usd')}"
+    if meta.get("change") is None:
+        return f"{total}; the previous window recorded no cost to compare with."
+    return f"{total}, {meta['change'] * 100:+.1f}% against the previous window."
+
+
 def render_html(document: Document, series: charts.ReportSeries) -> str:
     window = document.meta["window"]
     series.idle_share = charts.idle_by_model(document.sections[0].rows)
@@ -34,8 +42,7 @@ def render_html(document: Document, series: charts.ReportSeries) -> str:
     title = f"ML cost report {window['start']} to {window['end']}"
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Total {html.escape(format_value(document.meta['total_usd'], 'usd'))}, "
-            f"{html.escape(format_value(document.meta['change'], 'pct'))} against the previous window.</p>"
+            f"<p>{html.escape(intro(document.meta))}</p>"
             f"{blocks}{tables}{notes}</body></html>\n")
 
 

@@ -19,13 +19,15 @@ from ml_cost_exporter.decide.timeparse import parse_duration, parse_instant
 
 ENV_PREFIX = "MLCOST_"
 SUBCOMMANDS = (pricing_cmd, estimate, report, budgets, recommend, compare)
+EXTRA_FORMATS = {"report": ("html",)}  # formats only one subcommand implements
 
 
 class _Parser(argparse.ArgumentParser):
     """Bad usage is one line on stderr and exit status 2, like every other error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("mlcost").strip()  # main() prints the one "mlcost: " prefix
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def env_name(flag: str) -> str:
@@ -41,7 +43,6 @@ def _common(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         common.add_argument(name, default=environ.get(env_name(name), default),
                             help=f"{help_text}{shown} [env {env_name(name)}]", **kwargs)
 
-    flag("--format", "table", "Output format.", choices=FORMATS)
     flag("--config.file", None, "Pricing config (YAML): models' targets, budgets, attribution labels, pricing.",
          dest="config_file")
     flag("--prometheus.url", "http://localhost:9090", "Prometheus server URL.", dest="prometheus_url")
@@ -60,14 +61,19 @@ def _common(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = _Parser(prog="mlcost", description="Estimate ML jobs before they run, report what was spent, "
-                     "recommend what to change. Exit status: 0 fine, 1 a finding (--fail-at, --max-usd), "
-                     "2 bad usage or input, 3 Prometheus or Alertmanager unreachable or refusing.",
+                     "recommend what to change.\n\nExit status: 0 fine, 1 a finding (--fail-at, --max-usd), "
+                     "2 bad usage or input,\n3 Prometheus or Alertmanager unreachable or refusing, 4 (recommend) "
+                     "a check could not run\nfor lack of a series.",
                      formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100))
     parser.add_argument("--version", action="version", version=f"mlcost {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common(environ)
     for module in SUBCOMMANDS:
         module.add_parser(subparsers, [common])
+    for name, subparser in subparsers.choices.items():
+        choices = (*FORMATS, *EXTRA_FORMATS.get(name, ()))
+        subparser.add_argument("--format", default=environ.get(env_name("--format"), "table"), choices=choices,
+                               help=f"Output format (default: table) [env {env_name('--format')}]")
     return parser
 
 
@@ -123,6 +129,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         context = Context(args, config, progress=sys.stderr.isatty())
+        choices = (*FORMATS, *EXTRA_FORMATS.get(args.command, ()))
+        if args.format not in choices:  # a value from MLCOST_FORMAT skips argparse's check
+            raise UsageError(f"{args.command}: --format: {args.format} is not one of {', '.join(choices)}")
         document, status, message = args.handler(context)
         if not getattr(args, "output", None):  # report --output writes the file itself
             sys.stdout.write(render(document, args.format))

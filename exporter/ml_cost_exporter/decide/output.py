@@ -19,9 +19,12 @@ WIDTH = 80
 
 @dataclass(frozen=True)
 class Column:
+    """A table column; text is an identifier never cut, unless `wrap` (free text folded onto more lines)."""
+
     key: str
     header: str
     kind: str = "text"  # text, usd, pct (a ratio shown as %), num, int
+    wrap: bool = False
 
 
 @dataclass
@@ -56,6 +59,8 @@ def format_value(value: object, kind: str) -> str:
 
 
 def usd(value: float) -> str:
+    if value == 0:
+        return "$0"
     if abs(value) >= 100:
         return f"${value:,.0f}"
     if abs(value) >= 1:
@@ -98,11 +103,14 @@ def _cells(section: Section) -> list[list[str]]:
     return [[format_value(row.get(c.key), c.kind) for c in section.columns] for row in section.rows]
 
 
-def _fit(headers: list[str], cells: list[list[str]], kinds: list[str], width: int) -> list[int]:
-    """Column widths that fit `width`: text columns give up characters, widest first."""
+def _fit(headers: list[str], cells: list[list[str]], wraps: list[bool], width: int) -> list[int]:
+    """Column widths that fit `width`: only free-text columns give up characters (and wrap), widest first.
+
+    Identifiers are never cut: a table whose identifiers need more than `width` is wider (like kubectl -o wide).
+    """
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     while sum(widths) + 2 * (len(widths) - 1) > width:
-        shrinkable = [i for i, k in enumerate(kinds) if k == "text" and widths[i] > max(6, len(headers[i]))]
+        shrinkable = [i for i, w in enumerate(wraps) if w and widths[i] > max(12, len(headers[i]))]
         if not shrinkable:
             break
         widest = max(shrinkable, key=lambda i: widths[i])
@@ -110,8 +118,18 @@ def _fit(headers: list[str], cells: list[list[str]], kinds: list[str], width: in
     return widths
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _row_lines(row: list[str], widths: list[int], kinds: list[str], wraps: list[bool]) -> list[str]:
+    """One table row as one or more lines: free text folded at word boundaries within its width."""
+    import textwrap
+
+    folded = [textwrap.wrap(v, w, break_on_hyphens=False) or [""] if wrap else [v]
+              for v, w, wrap in zip(row, widths, wraps, strict=True)]
+    lines = []
+    for n in range(max(len(f) for f in folded)):
+        parts = [(f[n] if n < len(f) else "").ljust(w) if k == "text" else (f[n] if n < len(f) else "").rjust(w)
+                 for f, w, k in zip(folded, widths, kinds, strict=True)]
+        lines.append("  ".join(parts).rstrip())
+    return lines
 
 
 def _table(document: Document) -> str:
@@ -122,16 +140,14 @@ def _table(document: Document) -> str:
         if section.title:
             lines.append(section.title)
         headers = [c.header for c in section.columns]
-        kinds = [c.kind for c in section.columns]
+        kinds, wraps = [c.kind for c in section.columns], [c.wrap for c in section.columns]
         cells = _cells(section)
         if not cells:
             lines.append("  (none)")
             continue
-        widths = _fit(headers, cells, kinds, WIDTH)
+        widths = _fit(headers, cells, wraps, WIDTH)
         for row in [headers, *cells]:
-            parts = [_clip(v, w).ljust(w) if k == "text" else _clip(v, w).rjust(w)
-                     for v, w, k in zip(row, widths, kinds, strict=True)]
-            lines.append("  ".join(parts).rstrip())
+            lines += _row_lines(row, widths, kinds, wraps)
     if document.notes:
         lines += ["", *wrap_notes(document.notes)]
     return "\n".join(lines) + "\n"

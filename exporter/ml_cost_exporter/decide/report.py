@@ -14,6 +14,7 @@ EXAMPLE = """examples:
   mlcost report --since 30d
   mlcost report --since 7d --until 2026-03-29 --by team,resource --format markdown
   mlcost report --since 30d --format html --output report.html --chart cost.png"""
+JOULES_PER_KWH = 3.6e6
 _LABEL_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -32,10 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list) -> None:
     parser.add_argument("--output", help="Write the report to this file instead of stdout (needed for html).")
     parser.add_argument("--chart", help="Also write the daily cost chart to this PNG file.")
     parser.set_defaults(handler=run)
-    # html is an extra format of this command only
-    for action in parser._actions:
-        if action.dest == "format":
-            action.choices = [*action.choices, "html"]
 
 
 def _by(text: str) -> tuple[str, ...]:
@@ -45,35 +42,46 @@ def _by(text: str) -> tuple[str, ...]:
     return labels
 
 
-def collect(history: History, by: tuple[str, ...]) -> dict:
+def collect(history: History, by: tuple[str, ...], config=None) -> dict:
     """Every figure of the report, as plain data (shared by the table, JSON and HTML renderings)."""
     window = history.window
-    usd = history.totals("usd")
+    tenants = "tenant" in by  # cost split by the gateway's tenants (mlcost_tenant_usd_total)
+    cost_kind = "tenant_usd" if tenants else "usd"
+    usd = history.totals(cost_kind)
     if not usd:
-        raise UsageError(f"no cost recorded between {iso(window.start)} and {iso(window.end)} "
+        what = "tenant cost (mlcost_tenant_usd_total)" if tenants else "cost"
+        raise UsageError(f"no {what} recorded between {iso(window.start)} and {iso(window.end)} "
                          f"(is Prometheus scraping the exporter? is --until right?)")
-    labels = history.model_labels()
-    previous = group(history.totals("usd", window.previous()), by, labels)
-    idle = group(history.totals("idle"), by, labels)
-    per_resource = "resource" in by
-    requests = {} if per_resource else group(history.totals("requests"), by, labels)
-    tokens = {} if per_resource else group(history.totals("tokens"), by, labels)
-    inference = group([(s, v) for s, v in usd if s.get("workload") == "inference"], by, labels)
+    labels = labels_with_config(history.model_labels(), usd, config)
+    previous = group(history.totals(cost_kind, window.previous()), by, labels)
+    idle = {} if tenants else group(history.totals("idle"), by, labels)
+    per_model = "resource" not in by and not tenants  # figures that are not split by resource or tenant
+    requests = group(history.totals("requests"), by, labels) if per_model else {}
+    tokens = group(history.totals("tokens"), by, labels) if per_model else {}
+    energy = group(history.totals("energy"), by, labels) if per_model else {}
+    carbon = group(history.totals("carbon"), by, labels) if per_model else {}
+    inference = group([(s, v) for s, v in usd if tenants or s.get("workload") == "inference"], by, labels)
     cost = group(usd, by, labels)
     rows = []
     for key, total in sorted(cost.items(), key=lambda kv: -kv[1]):
         served = requests.get(key)
         before = previous.get(key)
+        idle_usd = None if tenants else idle.get(key, 0.0)
         rows.append({**dict(zip(by, key, strict=True)), "group": " ".join(k or "-" for k in key),
                      "cost_usd": total, "previous_usd": before,
                      "change": (total - before) / before if before else None,
                      "requests": served, "tokens": tokens.get(key),
                      "cost_per_1k_usd": inference.get(key, 0.0) / served * 1000 if served else None,
-                     "idle_usd": idle.get(key, 0.0), "idle_share": idle.get(key, 0.0) / total if total else None})
+                     "idle_usd": idle_usd, "idle_share": idle_usd / total if total and idle_usd is not None else None,
+                     "energy_kwh": energy[key] / JOULES_PER_KWH if key in energy else None,
+                     "carbon_kg": carbon[key] / 1000 if key in carbon else None})
     grand, before = sum(cost.values()), sum(previous.values())
     return {"rows": rows, "total_usd": grand, "previous_usd": before,
             "change": (grand - before) / before if before else None,
-            "idle_usd": sum(idle.values()), "requests": sum(requests.values()) if requests else None,
+            "idle_usd": None if tenants else sum(idle.values()),
+            "requests": sum(requests.values()) if requests else None,
+            "energy_kwh": sum(energy.values()) / JOULES_PER_KWH if energy else None,
+            "carbon_kg": sum(carbon.values()) / 1000 if carbon else None,
             "model_labels": labels, "usd_series": usd}
 
 
@@ -92,6 +100,7 @@ def budget_rows(history: History, config, data: dict) -> list[dict]:
                     members[budget.name].add(key)
     if not members:
         return []
+    configured = {b.name: b.amount_usd for b in config.budgets}  # where the budget rules record no limit
     limits = {lab.get("budget"): v for lab, v in history.prometheus.instant("budget:mlcost_budget_limit_usd:max",
                                                                             window.end)}
     rows = []
@@ -99,8 +108,22 @@ def budget_rows(history: History, config, data: dict) -> list[dict]:
         spent = sum(v for s, v in data["usd_series"] if (s.get("model"), s.get("version")) in members[name])
         rows.append({"budget": name, "spent_usd": spent,
                      "share": spent / data["total_usd"] if data["total_usd"] else None,
-                     "limit_usd": limits.get(name)})
+                     "limit_usd": limits.get(name, configured.get(name))})
     return rows
+
+
+def labels_with_config(labels: dict, usd_series, config) -> dict[tuple[str, str], dict[str, str]]:
+    """Every costed model version's attribution labels: mlcost_model_info's, else its --config.file entry's."""
+    configured: dict[tuple[str, str], dict[str, str]] = {}
+    for model in config.models if config else ():
+        configured[(model.name, model.version)] = dict(model.labels)
+        configured.setdefault((model.name, ""), dict(model.labels))  # any version of a configured model
+    out = dict(labels)
+    for series, _ in usd_series:
+        key = (series.get("model", ""), series.get("version", ""))
+        if not out.get(key):
+            out[key] = configured.get(key) or configured.get((key[0], ""), {})
+    return out
 
 
 def run(context) -> tuple[Document, int, str | None]:
@@ -111,7 +134,7 @@ def run(context) -> tuple[Document, int, str | None]:
     window = window_from(context)
     prometheus = context.prometheus()
     history = History(prometheus, window, args.data)
-    data = collect(history, by)
+    data = collect(history, by, context.config)
     budgets = budget_rows(history, context.config, data)
     document = build_document(history, by, data, budgets)
     if args.chart or args.format == "html":
@@ -148,18 +171,24 @@ def build_document(history: History, by: tuple[str, ...], data: dict, budgets: l
     meta = {"window": {"start": iso(window.start), "end": iso(window.end), "seconds": window.seconds},
             "by": list(by), "data_source": "recorded" if history.recorded else "raw",
             "total_usd": data["total_usd"], "previous_usd": data["previous_usd"], "change": data["change"],
-            "idle_usd": data["idle_usd"], "requests": data["requests"], "promql": history.promql}
+            "idle_usd": data["idle_usd"], "requests": data["requests"], "energy_kwh": data["energy_kwh"],
+            "carbon_kg": data["carbon_kg"], "promql": history.promql}
     document = Document("report", meta)
     columns = [Column("group", " ".join(b.upper() for b in by)), Column("cost_usd", "COST", "usd"),
                Column("change", "VS PREV", "pct")]
-    if "resource" not in by:
+    if data["requests"] is not None:
         columns += [Column("requests", "REQUESTS", "int"), Column("cost_per_1k_usd", "$/1K", "usd")]
-    columns += [Column("idle_usd", "IDLE", "usd"), Column("idle_share", "IDLE%", "pct")]
+    if data["idle_usd"] is not None:
+        columns += [Column("idle_usd", "IDLE", "usd"), Column("idle_share", "IDLE%", "pct")]
+    if data["energy_kwh"] is not None:
+        columns += [Column("energy_kwh", "KWH", "num"), Column("carbon_kg", "KG CO2E", "num")]
     title = f"Spend {iso(window.start)} to {iso(window.end)}"
+    idle = data["idle_usd"]
     rows = [*data["rows"], {"group": "TOTAL", "cost_usd": data["total_usd"], "change": data["change"],
-                            "requests": data["requests"], "idle_usd": data["idle_usd"],
-                            "idle_share": data["idle_usd"] / data["total_usd"] if data["total_usd"] else None,
-                            "cost_per_1k_usd": None}]
+                            "requests": data["requests"], "idle_usd": idle,
+                            "idle_share": idle / data["total_usd"] if data["total_usd"] and idle is not None else None,
+                            "cost_per_1k_usd": None, "energy_kwh": data["energy_kwh"],
+                            "carbon_kg": data["carbon_kg"]}]
     document.sections.append(Section("rows", title, columns, rows))
     document.sections[0].rows[-1]["tokens"] = None
     if budgets:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
+from ml_cost_exporter.config import units
 from ml_cost_exporter.decide.errors import UsageError
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([smhdwy]))+")
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdwy])")
 
 
 def parse_duration(text: str, flag: str) -> float:
     """Seconds in a Prometheus-style duration such as "30d", "1h30m"; must be positive."""
-    if not _DURATION.fullmatch(text.strip()):
-        raise UsageError(f'{flag}: "{text}" is not a duration like 30d, 6h or 1h30m')
-    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    try:
+        seconds = units.parse_duration(text.strip())
+    except ValueError:
+        raise UsageError(f'{flag}: "{text}" is not a duration like 30d, 6h or 1h30m') from None
     if seconds <= 0:
         raise UsageError(f"{flag}: the duration must be positive")
     return seconds
