@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
+from ml_cost_exporter.decide.anomalies import anomalous_days
 from ml_cost_exporter.decide.errors import EXIT_OK, UsageError
 from ml_cost_exporter.decide.history import History, group, window_from
 from ml_cost_exporter.decide.output import Column, Document, Section
@@ -137,6 +138,10 @@ def run(context) -> tuple[Document, int, str | None]:
     data = collect(history, by, context.config)
     budgets = budget_rows(history, context.config, data)
     document = build_document(history, by, data, budgets)
+    anomalies, note = anomalous_days(prometheus, window)
+    if anomalies is not None:
+        document.sections.append(anomalies)
+    document.notes.append(note)
     if args.chart or args.format == "html":
         from ml_cost_exporter.decide import charts
 
