@@ -136,7 +136,8 @@ def overview() -> dict:
               [(f"model_version:mlcost_cost_per_1k_usd:ratio_rate5m{{{MODEL}}}", "{{model}} {{version}}"),
                (f"max by (model, version) (mlcost_target_cost_per_1k_usd{{{NS_MODEL}}})",
                 "{{model}} {{version}} target")], width=12, decimals=4),
-        panel("Cost by resource", "Hourly cost rate split by resource: gpu, cpu, memory, energy (on-prem), fixed.",
+        panel("Cost by resource", "Hourly cost rate split by resource: gpu, cpu, memory, storage, network, energy "
+              "(on-prem), fixed.",
               [(f"sum by (resource) (rate(mlcost_usd_total{{{NS_MODEL}}}[{RATE}])) * 3600", "{{resource}}")],
               unit="currencyUSD", width=12, stacked=True),
         panel("Idle GPU cost, per month", "GPU cost spent while the GPU was idle in the last hour, "
@@ -147,6 +148,11 @@ def overview() -> dict:
               "costing most per hour; tenants beyond the exporter's limit are summed into other.",
               [(f"topk(20, sum by (tenant) (rate(mlcost_tenant_usd_total{{{NS_MODEL}}}[{RATE}]))) * 3600",
                 "{{tenant}}")], width=12),
+        panel("Hosted APIs beside self-hosted", "Dollars an hour spent on hosted APIs through the gateways that read "
+              "their spend (by hosted model), beside what the self-hosted models cost an hour.",
+              [(f"sum by (model) (rate(mlcost_hosted_usd_total{{{NS}}}[{RATE}])) * 3600", "{{model}} (hosted)"),
+               (f"sum(rate(mlcost_usd_total{{{NS}}}[{RATE}])) * 3600", "self-hosted, all models")],
+              width=12, stacked=False),
         panel("Most expensive models", "The ten models costing most per hour right now.",
               [(f"topk(10, sum by (model, version) (mlcost_hourly_usd{{{NS}}}))", "{{model}} {{version}}")],
               kind="bargauge", width=12, displayMode="basic", orientation="horizontal"),
@@ -177,6 +183,13 @@ def model() -> dict:
                 f"sum by (instance) (mlcost_hourly_usd{{{NS_MODEL}}})", "{{instance}} utilization"),
                (f"sum by (model) (mlcost_hourly_usd{{{NS_MODEL},resource=\"gpu\"}})", "{{model}} GPU $/h")],
               unit="percentunit", overrides=(right_axis("B", "currencyUSD"),)),
+        panel("Hourly cost against its usual band", "The model's cost in each hour beside the band of the same hour "
+              "of the week over the last weeks (median, and median +/- the MAD-based half-width): MLCostAnomaly "
+              "fires when the cost stays above the band. Empty until four weeks of history exist.",
+              [(f"model:mlcost_usd:sum_increase1h{{{MODEL}}}", "{{model}} this hour"),
+               (f"model:mlcost_usd:sum_increase1h_median4w{{{MODEL}}}", "{{model}} usual (median)"),
+               (f"model:mlcost_usd:sum_increase1h_upper4w{{{MODEL}}}", "{{model}} band top"),
+               (f"model:mlcost_usd:sum_increase1h_lower4w{{{MODEL}}}", "{{model}} band bottom")], decimals=4),
         panel("Idle share of GPU cost", "Share of the GPU cost spent while the GPU was idle, over 6 hours.",
               [(f"model:mlcost_gpu_idle:ratio_rate6h{{{MODEL}}}", "{{model}}")], unit="percentunit"),
         panel("Cost per 1M tokens, by phase", "Cost per million tokens of prefill (prompt) and decode (generation), "

@@ -150,9 +150,11 @@ def query(prometheus: str, expr: str) -> list:
 
 
 # Panels over sources the live stack does not run (a gateway, a quality figure, a training job, a server with
-# phase timing): their queries must evaluate, and the metrics they read must be ones the exporter serves.
+# phase timing, a gateway's API spend, four weeks of history for the anomaly band): their queries must evaluate,
+# and the metrics they read must be ones the exporter serves or the rules record.
 WITHOUT_LIVE_SOURCE = {"Cost by tenant", "Cost against quality", "Training: cost per epoch and at completion",
-                       "Cost per 1M tokens, by phase", "Prompt cache savings"}
+                       "Cost per 1M tokens, by phase", "Prompt cache savings", "Hosted APIs beside self-hosted",
+                       "Hourly cost against its usual band"}
 _SERVED = re.compile(r"\bmlcost_[a-z0-9_]+")
 
 
