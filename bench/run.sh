@@ -11,6 +11,9 @@ bash scripts/setup.sh test
 .venv/bin/python -m bench.bench_render
 .venv/bin/python -m bench.bench_ingest
 .venv/bin/python -m bench.bench_bill
+.venv/bin/python -m bench.bench_instrument
+.venv/bin/python -m bench.bench_reload_race
+.venv/bin/python -m bench.bench_stalled_gateway
 .venv/bin/python -m bench.bench_time_to_page
 .venv/bin/python -m bench.bench_footprint "$@"
 .venv/bin/python -m bench.bench_footprint --with-server "$@"
