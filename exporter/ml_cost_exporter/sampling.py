@@ -327,9 +327,10 @@ class Sampler:
 
         Safe from a signal handler: it only sets flags and wakes the waits.
         """
-        workers = [*self._servers.workers.values(), *self._gateways.workers.values()]
-        for worker in (*workers, *([self._gpu_worker] if self._gpu_worker is not None else [])):
-            worker.interrupt()
+        singles = (self._gpu_worker, self._volume_worker)
+        for worker in (*self._servers.workers.values(), *self._gateways.workers.values(), *singles):
+            if worker is not None:
+                worker.interrupt()
 
     def _bill_health(self) -> dict[str, SourceHealth]:
         sources = {}
