@@ -6,8 +6,6 @@ import logging
 import os
 from pathlib import Path
 
-import psutil
-
 from ml_cost_exporter.config.units import GIB
 from ml_cost_exporter.cost.allocation import HostLimits, SeenGpu
 from ml_cost_exporter.sources.nvml import GpuSample
@@ -46,11 +44,21 @@ def cgroup_memory_limit(root: Path) -> float | None:
     return float(value)
 
 
+def host_memory_bytes() -> float:
+    """The machine's physical memory (psutil only where the OS has no sysconf for it)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        import psutil  # imported only here: it costs the sidecar about 3 MB of memory
+
+        return float(psutil.virtual_memory().total)
+
+
 def discover_host(cgroup_root: Path) -> HostLimits:
     """The CPU and memory this container may use: the cgroup's limits, else the host's totals."""
     cpu_limit, memory_limit = cgroup_cpu_limit(cgroup_root), cgroup_memory_limit(cgroup_root)
     vcpus = cpu_limit or float(os.cpu_count() or 1)
-    memory = memory_limit if memory_limit is not None else float(psutil.virtual_memory().total)
+    memory = memory_limit if memory_limit is not None else host_memory_bytes()
     return HostLimits(vcpus, memory / GIB, "cgroup limit" if cpu_limit else "host total",
                       "cgroup limit" if memory_limit is not None else "host total")
 

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from ml_cost_exporter.config.schema import ProcessSelection
 from ml_cost_exporter.sources.nvml import visible_devices
 
@@ -34,6 +32,28 @@ class ProcessSample:
 
 
 NO_PROCESS = "no serving process is visible (the selection, hidepid, or a pod without shareProcessNamespace)"
+def _psutil():
+    """psutil, imported where there is no /proc to read: it costs the sidecar about 3 MB of memory."""
+    import psutil
+
+    return psutil
+
+
+def _psutil_errors() -> tuple[type[BaseException], ...]:
+    import sys
+
+    psutil = sys.modules.get("psutil")  # only a scan through psutil can raise its errors
+    return (psutil.Error,) if psutil is not None else ()
+
+
+def _read_environ(proc: Path, pid: int) -> dict[str, str]:
+    """Another process's environment (same user, or CAP_SYS_PTRACE), from /proc/PID/environ."""
+    with open(proc / str(pid) / "environ", "rb") as handle:
+        raw = handle.read(1 << 20)
+    pairs = (item.decode().partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
 PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread
 COMM_LENGTH = 15  # the kernel truncates a process name to this many bytes
 
@@ -71,7 +91,7 @@ class ProcessSource:
         self._selection = selection
         self._exclude = os.getpid() if exclude_pid is None else exclude_pid
         # psutil only where there is no /proc to read (or a test scripts psutil's iterator).
-        self._iterate = iterate or (None if (proc_root / "self" / "stat").exists() else psutil.process_iter)
+        self._iterate = iterate or (None if (proc_root / "self" / "stat").exists() else _psutil().process_iter)
         self._proc = proc_root
         self._ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -88,8 +108,8 @@ class ProcessSource:
         devices: list[str] = []
         for pid, _created in self._cpu:
             try:
-                environ = psutil.Process(pid).environ()
-            except (psutil.Error, OSError):
+                environ = _read_environ(self._proc, pid)
+            except (OSError, UnicodeDecodeError):
                 continue
             found = visible_devices(None, environ)
             if found is None:
@@ -162,7 +182,7 @@ class ProcessSource:
             for key, cpu_seconds, resident in (self._scan_psutil() if self._iterate else self._scan_proc()):
                 current[key] = cpu_seconds
                 rss += resident
-        except (psutil.Error, OSError) as exc:
+        except (OSError, *_psutil_errors()) as exc:
             return ProcessSample(ok=False, error=f"{type(exc).__name__}: {exc}")
         delta = 0.0
         if self._sampled_once:
