@@ -88,3 +88,30 @@ def test_every_alert_links_its_own_runbook_anchor_and_an_existing_dashboard():
         assert anchor == rule["alert"].lower() and anchor in anchors, (rule["alert"], anchor)
         uid = re.search(r"/d/([^/]+)/", rule["annotations"]["dashboard_url"]).group(1)
         assert uid in uids, (rule["alert"], uid)
+
+
+def load_generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rules_generate", REPO / "prometheus" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rule_files_are_what_the_generator_writes_from_their_sources():
+    """prometheus/rules/ is generated from prometheus/src/: run `python prometheus/generate.py` after a change."""
+    generated = load_generator().generated()
+    assert sorted(generated) == RULES
+    for path, text in generated.items():
+        assert path.read_text() == text, f"{path.name} drifted from its source"
+
+
+def test_one_setting_moves_every_runbook_and_dashboard_link():
+    generated = load_generator().generated("https://runbooks.example.com/runbooks.md", "https://grafana.example.com")
+    alerts = [rule for text in generated.values() for group in yaml.safe_load(text)["groups"]
+              for rule in group["rules"] if "alert" in rule]
+    assert len({rule["alert"] for rule in alerts}) == 12
+    for rule in alerts:
+        assert rule["annotations"]["runbook_url"] == f"https://runbooks.example.com/runbooks.md#{rule['alert'].lower()}"
+        assert rule["annotations"]["dashboard_url"].startswith("https://grafana.example.com/d/")
