@@ -2,14 +2,16 @@
 
 A synthetic month (January 2025) for N pods and 3 budgets, backfilled with `promtool tsdb
 create-blocks-from openmetrics`: pods are replaced every day, each pod's exporter restarts once in its
-life (counter reset), and every pod misses 40 minutes of scrapes on day 10. Scrape and evaluation
-interval are 5 minutes (a 15 s scrape is 20x the raw samples; the old/new ratio only grows with it).
-The new rules' recorded period-to-date (and its hourly copy) is backfilled as the chain computes it:
-each series' growth, resets adding the new life's value. A real Prometheus opens the TSDB; every rule
-expression is queried at the month's last evaluation with stats=all (totalQueryableSamples,
-evalTotalTime).
+life (counter reset), and every pod misses 40 minutes of scrapes on day 10. With --gap, Prometheus is
+also down for the 24 hours before the month's last evaluation (no scrape, no recording). Scrape and
+evaluation interval are 5 minutes (a 15 s scrape is 20x the raw samples; the old/new ratio only grows
+with it). The new rules' recordings are backfilled as they compute them: the per-evaluation
+period-to-date, the hourly checkpoint and each series' hourly snapshot (each series' growth, resets
+adding the new life's value). A real Prometheus opens the TSDB; every rule expression is queried at the
+month's last evaluation with stats=all (totalQueryableSamples, evalTotalTime), and the new
+period-to-date is compared with the counters' truth.
 
-Run: .venv/bin/python -m bench.bench_rules [--pods 100 200]
+Run: .venv/bin/python -m bench.bench_rules [--pods 100 200] [--gap] [--new-only | --baseline RULES]
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ END = START + DAYS * 86400 - STEP  # the month's last evaluation
 BUDGETS = ("alpha", "beta", "gamma")
 HOURLY_USD = 3.6  # each pod's price per hour
 GAP = (START + 9 * 86400 + 3600 * 12, START + 9 * 86400 + 3600 * 12 + 2400)  # day 10, 40 minutes
+OUTAGE = (END - 86400, END)  # with --gap: Prometheus down for the 24 hours before the last evaluation
 
 
-def pod_samples(n_pods: int) -> dict[tuple[str, str], list[tuple[int, float]]]:
+def pod_samples(n_pods: int, outage: bool = False) -> dict[tuple[str, str], list[tuple[int, float]]]:
     """Each (budget, pod) spend series: one pod per slot per day, an exporter restart mid-life."""
     series = {}
     for day in range(DAYS):
@@ -53,13 +56,16 @@ def pod_samples(n_pods: int) -> dict[tuple[str, str], list[tuple[int, float]]]:
                     value, last = 0.0, restart
                 value += rate * (t - last)
                 last = t
-                if not GAP[0] <= t < GAP[1]:
+                if not GAP[0] <= t < GAP[1] and not (outage and OUTAGE[0] <= t < OUTAGE[1]):
                     samples.append((t, value))
             series[(budget, f"pod-{day}-{slot}")] = samples
     return series
 
 
-def openmetrics(series: dict[tuple[str, str], list[tuple[int, float]]]) -> str:
+def openmetrics(series: dict[tuple[str, str], list[tuple[int, float]]], outage: bool) -> str:
+    def down(t: int) -> bool:
+        return outage and OUTAGE[0] <= t < OUTAGE[1]
+
     lines = ["# TYPE mlcost_budget_spend_usd counter"]
     for (budget, pod), samples in series.items():
         for t, value in samples:
@@ -68,25 +74,50 @@ def openmetrics(series: dict[tuple[str, str], list[tuple[int, float]]]) -> str:
     lines.append("# TYPE mlcost_budget_current_period_info gauge")
     for budget in BUDGETS:
         for t in range(START, END + 1, STEP):
-            lines.append(f'mlcost_budget_current_period_info{{budget="{budget}",period="2025-01"}} 1 {t}')
+            if not down(t):
+                lines.append(f'mlcost_budget_current_period_info{{budget="{budget}",period="2025-01"}} 1 {t}')
+    chain = recorded_period_to_date(series)
     lines.append("# TYPE budget_period:mlcost_budget_spend_usd:period_to_date gauge")
-    for budget, points in recorded_period_to_date(series).items():
+    for budget, points in chain.items():
         for t, value in points:
-            lines.append(f'budget_period:mlcost_budget_spend_usd:period_to_date{{budget="{budget}",period="2025-01"}} '
-                         f"{value:.9f} {t}")
+            if not down(t) and t < END:
+                lines.append(f'budget_period:mlcost_budget_spend_usd:period_to_date{{budget="{budget}",'
+                             f'period="2025-01"}} {value:.9f} {t}')
     lines.append("# TYPE budget_period:mlcost_budget_spend_usd:period_to_date_hourly gauge")
-    for budget, points in recorded_period_to_date(series).items():
+    for budget, points in chain.items():
         for t, value in points:
-            if (t - START) % 3600 == 0:
+            if (t - START) % 3600 == 0 and not down(t) and t < END:
                 lines.append(f'budget_period:mlcost_budget_spend_usd:period_to_date_hourly{{budget="{budget}",'
                              f'period="2025-01"}} {value:.9f} {t}')
+    lines.append("# TYPE series:mlcost_budget_spend_usd:at_hour gauge")
+    for (budget, pod), samples in series.items():
+        for t, value in hourly_snapshots(samples):
+            if not down(t) and t < END:
+                lines.append(f'series:mlcost_budget_spend_usd:at_hour{{budget="{budget}",period="2025-01",'
+                             f'pod="{pod}"}} {value:.9f} {t}')
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
 
+def hourly_snapshots(samples: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """A series' value at each whole hour: its latest sample within the 26 hours before it."""
+    out, index = [], 0
+    for hour in range(START, END + 1, 3600):
+        while index < len(samples) and samples[index][0] <= hour:
+            index += 1
+        if index and hour - samples[index - 1][0] <= 26 * 3600:
+            out.append((hour, samples[index - 1][1]))
+    return out
+
+
+def truth(series) -> dict[str, float]:
+    """Each budget's true period-to-date at the last evaluation: every life of every counter."""
+    return {budget: points[-1][1] for budget, points in recorded_period_to_date(series).items()}
+
+
 def recorded_period_to_date(series) -> dict[str, list[tuple[int, float]]]:
     """The recorded chain through the month: the sum of each series' growth up to t (resets add
-    the new life's value), which is what the rule accumulates hour by hour."""
+    the new life's value), which is what the rules record."""
     totals: dict[str, dict[int, float]] = {b: {} for b in BUDGETS}
     for (budget, _), samples in series.items():
         grown, previous = 0.0, 0.0
@@ -117,11 +148,12 @@ def recording_rules(path: Path) -> list[tuple[str, str]]:
             if "record" in r]
 
 
-def measure(n_pods: int) -> dict[str, dict[str, tuple]]:
+def measure(n_pods: int, outage: bool, baseline: Path | None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="mlcost-bench-rules-"))
     try:
+        series = pod_samples(n_pods, outage)
         source = work / "data.om"
-        source.write_text(openmetrics(pod_samples(n_pods)))
+        source.write_text(openmetrics(series, outage))
         tsdb = work / "tsdb"
         subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb)],
                        check=True, capture_output=True)
@@ -141,18 +173,12 @@ def measure(n_pods: int) -> dict[str, dict[str, tuple]]:
                 except OSError:
                     assert time.monotonic() < deadline, "prometheus did not get ready"
                     time.sleep(0.2)
-            results = {}
-            for label, path in (("old", REPO / "bench" / "baseline" / "mlcost-budget.rules.yml"),
-                                ("new", REPO / "prometheus" / "rules" / "mlcost-budget.rules.yml")):
-                results[label] = {name: query(port, expr) for name, expr in recording_rules(path)}
-            # The chain's value at the month's end, with the hour's increase computed from the raw series
-            # (the recorded inputs of the last evaluation are not backfilled).
-            rules = dict(recording_rules(REPO / "prometheus" / "rules" / "mlcost-budget.rules.yml"))
-            chain = rules["budget_period:mlcost_budget_spend_usd:period_to_date"]
-            for name in ("budget_period:mlcost_budget_spend_usd:increase1h",
-                         "budget_period:mlcost_budget_spend_usd:last1h"):
-                chain = chain.replace(name, f"({rules[name]})")
-            results["new_value"] = query(port, chain)[2]
+            sides = [("new", REPO / "prometheus" / "rules" / "mlcost-budget.rules.yml")]
+            if baseline:
+                sides.append(("old", baseline))
+            results = {label: {name: query(port, expr) for name, expr in recording_rules(path)}
+                       for label, path in sides}
+            results["truth"] = sum(truth(series).values())
             return results
         finally:
             prometheus.terminate()
@@ -164,15 +190,19 @@ def measure(n_pods: int) -> dict[str, dict[str, tuple]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, nargs="+", default=[100, 200])
+    parser.add_argument("--gap", action="store_true", help="Prometheus down for the last 24 hours")
+    parser.add_argument("--baseline", type=Path, default=REPO / "bench" / "baseline" / "mlcost-budget.rules.yml",
+                        help="the rules to compare with (default: the rules before the fleet-scale rework)")
+    parser.add_argument("--new-only", action="store_true", help="measure the new rules alone")
     args = parser.parse_args()
-    runs = {n: measure(n) for n in args.pods}
-    names = sorted({name for run in runs.values() for side in (run["old"], run["new"]) for name in side})
+    runs = {n: measure(n, args.gap, None if args.new_only else args.baseline) for n in args.pods}
+    names = sorted({name for run in runs.values() for side in ("old", "new") for name in run.get(side, {})})
     print(f"{'recording rule':58} " + " ".join(f"{'N=' + str(n) + ' old/new samples':>30} {'ms old/new':>13}"
                                               for n in args.pods))
     for name in names:
         cells = []
         for n in args.pods:
-            old = runs[n]["old"].get(name)
+            old = runs[n].get("old", {}).get(name)
             new = runs[n]["new"].get(name)
             samples = f"{old[0] if old else '-':>13}/{new[0] if new else '-':<13}"
             times = f"{old[1] * 1000 if old else 0:6.1f}/{new[1] * 1000 if new else 0:<6.1f}"
@@ -180,16 +210,16 @@ def main() -> None:
         print(f"{name:58} " + " ".join(cells))
     chain = ("budget_period:mlcost_budget_spend_usd:period_to_date", "budget:mlcost_budget_spend_usd:period_to_date")
     for n in args.pods:
-        old, new = runs[n]["old"], runs[n]["new"]
-        old_ptd = old["budget:mlcost_budget_spend_usd:period_to_date"]
+        new = runs[n]["new"]
         new_samples = sum(new[name][0] for name in chain)
-        new_value = runs[n]["new_value"]
-        print(f"N={n} period-to-date: old {old_ptd[0]} samples, new {new_samples} ({old_ptd[0] / new_samples:.0f}x "
-              f"fewer); value old {old_ptd[2]:.4f} new {new_value:.4f} "
-              f"({(new_value - old_ptd[2]) / old_ptd[2] * 100:+.4f} %)")
-        for name in ("budget:mlcost_budget_spend_usd:rate1d", "budget:mlcost_budget_spend_usd:rate3d"):
-            print(f"N={n} {name}: {old[name][0] / new[name][0]:.0f}x fewer samples; value old {old[name][2]:.6f} "
-                  f"new {new[name][2]:.6f} ({(new[name][2] - old[name][2]) / old[name][2] * 100:+.3f} %)")
+        value, true = new["budget_period:mlcost_budget_spend_usd:period_to_date"][2], runs[n]["truth"]
+        print(f"N={n}{' gap' if args.gap else ''} period-to-date: new {new_samples} samples; value {value:.4f} "
+              f"vs the counters' truth {true:.4f} ({(value - true) / true * 100:+.4f} %)")
+        if "old" in runs[n]:
+            old_ptd = runs[n]["old"]["budget:mlcost_budget_spend_usd:period_to_date"]
+            print(f"N={n} old rules: {old_ptd[0]} samples ({old_ptd[0] / new_samples:.0f}x the new); "
+                  f"value {old_ptd[2]:.4f}")
+
 
 if __name__ == "__main__":
     main()

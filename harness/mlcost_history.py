@@ -14,8 +14,7 @@ With `recorded=True` the hourly model recordings (model:*:increase1h) are writte
 counters' hourly increases,
 from 2026-03-18 on (as if the rules were deployed then: earlier windows fall back to the raw counters),
 stamped RULE_MINUTE past each hour as Prometheus stamps them when the hourly group runs then, each holding
-the change between the last samples up to its stamp and an hour before, like the rules (at hh:07, with a
-sample every 10 minutes, that is the hour that ended at hh:00; at hh:25 it is hh-1:20 to hh:20).
+the clock hour that ended at hh:00, like the rules (docs/rules.md#hourly-series), whatever the minute.
 The trainer counts an epoch every 6 hours (mlcost_training_epochs_total): $330.24 an epoch.
 chat's pods draw 250 W each (mlcost_energy_joules_total) at 400 g CO2e per kWh (mlcost_carbon_grams_total),
 and their cost goes 70 % to tenant acme, 30 % to globex (mlcost_tenant_usd_total and its hourly recording).
@@ -187,10 +186,9 @@ def pod_only(pod: Pod) -> dict[str, str]:
 
 
 def _accrue_hourly(hourly: dict, pod: Pod, t: float, version: str, step: float, rule_minute: float) -> None:
-    """The increase the first 1h recording at or after t+step sees: the accrual of [t, t+step) shows in the
-    sample at t+step, and the rule stamped hh:mm holds the change between the last samples up to hh:mm and an
-    hour before."""
-    at = math.ceil((t + step - rule_minute) / 3600) * 3600.0 + rule_minute
+    """The recording that holds the accrual of [t, t+step): it shows in the sample at t+step, which belongs to
+    the clock hour ending at or after it; that hour's recording is stamped rule_minute past its end."""
+    at = math.ceil((t + step) / 3600) * 3600.0 + rule_minute
     hours = step / 3600.0
     key = (at, pod.model, version, pod.workload)
     for resource, rate in (("gpu", pod.gpu_usd_per_hour), ("cpu", pod.cpu_usd_per_hour)):

@@ -128,8 +128,8 @@ def test_recorded_path_equals_raw_path_on_whole_hours(stack, capsys, window: tup
 
 @pytest.mark.parametrize("minute", [0, 25])
 def test_recordings_read_the_same_whatever_minute_they_are_stamped(tmp_path: Path, capsys, minute: int) -> None:
-    """At hh:25 the recordings hold hh-1:20 to hh:20: the counters' change over the edges' 20 minutes is added
-    at the start and taken away at the end, so whole hours still read what the raw counters read."""
+    """Stamped at hh:00 or hh:25, a recording holds the clock hour that ended at hh:00: whole hours read what the
+    raw counters read."""
     day = mlcost_history.END - 2 * 86400
     data = mlcost_history.create_blocks(tmp_path / "tsdb", recorded=True, start_time=day, rules_from=day,
                                         rule_minute=minute * 60.0)

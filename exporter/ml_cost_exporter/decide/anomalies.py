@@ -1,7 +1,7 @@
 """The days of a window on which a model's cost left its usual band, by the MLCostAnomaly rules' own series.
 
-The same comparison as the alert (prometheus/rules/mlcost-anomaly.rules.yml), read hour by hour over the
-window from the recorded band, so a report marks exactly the hours the alert would have looked at.
+The same comparison as the alert (in the hourly group of prometheus/rules/mlcost-model.rules.yml), read hour
+by hour over the window from the recorded band, so a report marks exactly the hours the alert looked at.
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ HOUR_SHIFT_SECONDS = 3599.999
 def recorded_sum(recorded: str, seconds: float) -> str:
     """Sum of a 1h recording over the whole hours ending in (T - seconds, T], whatever minute the rule ran.
 
-    The hourly group is evaluated at some minute of each hour; its sample stamped hh:mm holds the hour that
-    ended at hh:00 (the one at hh:00 exactly, too), so the range is moved forward by just under an hour.
+    The hourly group is evaluated at some minute of each hour; its sample stamped hh:mm holds the clock hour
+    that ended at hh:00 (the rules make it so, docs/rules.md#hourly-series), so the range is moved forward by
+    just under an hour and no edge needs correcting.
     """
     return f"sum_over_time({recorded}[{int(seconds)}s] offset -{HOUR_SHIFT})"
 
@@ -67,7 +68,6 @@ class History:
         self._recorded: dict[Window, bool] = {}
         self.recorded = self.uses_recorded(window)
         self.promql: dict[str, str] = {}
-        self._minute: float | None = None
 
     def uses_recorded(self, window: Window) -> bool:
         """Recorded only if the recordings reach back to the window's start (rules deployed later: raw)."""
@@ -91,32 +91,7 @@ class History:
         window = window or self.window
         query = self.query_for(kind, window)
         self.promql.setdefault(kind, query)
-        rows = self.prometheus.instant(query, window.end)
-        recorded, raw, labels = RECORDED[kind]
-        if recorded and self.uses_recorded(window) and self.stamp_offset() > 0:
-            rows = self._edges_corrected(rows, raw, labels, window)
-        return rows
-
-    def stamp_offset(self) -> float:
-        """Seconds past the hour at which the hourly group stamps its recordings (0: on the hour)."""
-        if self._minute is None:
-            query = f"max(max_over_time(timestamp({RECORDED['usd'][0]})[2h:1m]) % 3600)"
-            rows = self.prometheus.instant(query, self.window.end + 3600)
-            self._minute = rows[0][1] if rows else 0.0
-        return self._minute
-
-    def _edges_corrected(self, rows, raw: str, labels: str, window: Window) -> list[tuple[dict[str, str], float]]:
-        """Recordings stamped hh:mm hold the counters' change up to hh:mm: the window's samples cover (start + mm,
-        end + mm]; add the counters' change over (start, start + mm], take away (end, end + mm]."""
-        offset = self.stamp_offset()
-        head, tail = (f"sum by ({labels}) (last_over_time({raw}[1h] @ {at + offset:.3f}) "
-                      f"- last_over_time({raw}[1h] @ {at:.3f}))" for at in (window.start, window.end))
-        totals = {tuple(sorted(series.items())): (series, value) for series, value in rows}
-        for series, value in self.prometheus.instant(f"({head} - {tail}) or {head} or -{tail}", window.end):
-            key = tuple(sorted(series.items()))
-            base = totals.get(key, (series, 0.0))
-            totals[key] = (base[0], base[1] + value)
-        return list(totals.values())
+        return self.prometheus.instant(query, window.end)
 
     def model_labels(self) -> dict[tuple[str, str], dict[str, str]]:
         """Attribution labels of every model seen in the window, from mlcost_model_info."""
