@@ -5,7 +5,7 @@ counters (`--data raw`); ours reads the model:*:increase1h recordings. History: 
 (Prometheus runs with a 1 h lookback), 203 models, built with promtool like the tests' history.
 
 With --accuracy: the tests' month of raw counters, its hourly recordings made by the project's own rules
-(`promtool tsdb create-blocks-from rules`, evaluated at hh:07), and every report figure on the whole month
+(`promtool tsdb create-blocks-from rules`, at the group's evaluation offset), and every report figure on the whole month
 and on 12-hour windows, raw and recorded, against the known truth; recommend's planted findings found;
 estimate --like against the true cost per 1k and per epoch.
 """
