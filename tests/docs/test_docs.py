@@ -13,12 +13,10 @@ from pathlib import Path
 import pytest
 
 from ml_cost_exporter import __version__
+from tests.support.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-# docs/generate.py, the references' generator, under a name of its own (k8s/generate.py is another "generate").
-_spec = importlib.util.spec_from_file_location("docs_generate", REPO / "docs" / "generate.py")
-generate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generate)
+generate = load_script("docs/generate.py")  # the references' generator
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.support.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 EXPOSITION = REPO / "exporter" / "ml_cost_exporter" / "exposition"
 # A family name as the collectors write it: the first argument of a metric family, or of family().
@@ -27,11 +29,7 @@ def test_every_family_the_collectors_can_emit_is_in_the_reference():
 
 
 def test_every_config_section_is_described_and_every_key_listed():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("docs_generate_keys", REPO / "docs" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
+    generate = load_script("docs/generate.py")
     page = (REPO / "docs" / "configuration.md").read_text()
     keys = generate.config_keys()
     sections = {key for path, key in keys if path == ""} - {"providers", "gpu_types", "onprem"}  # overlay's own

@@ -12,6 +12,7 @@ import yaml
 
 from tests.conftest import A100, GIB, REPO, wait_until
 from tests.support.binaries import start_demo_server, start_exporter, start_prometheus
+from tests.support.scripts import load_script
 
 GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -30,12 +31,7 @@ def provisioned_datasource() -> dict:
 
 
 def test_dashboards_are_what_the_generator_writes():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rendered = module.render()
+    rendered = load_script("grafana/build_dashboards.py").render()
     assert sorted(rendered) == [p.name for p in DASHBOARDS]
     for path in DASHBOARDS:
         assert path.read_text() == rendered[path.name], f"{path.name} drifted: run python grafana/build_dashboards.py"

@@ -1,6 +1,5 @@
 """The monitoring mixin, rendered with the jsonnet package: the same rules and dashboards as the files."""
 
-import importlib.util
 import json
 import re
 import shutil
@@ -11,6 +10,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.support.binaries import tool
+from tests.support.scripts import load_script
 
 MIXIN = REPO / "mixin"
 
@@ -27,11 +27,7 @@ def file_groups() -> list[dict]:
 
 
 def load_generator():
-    # Loaded under its own name: k8s/generate.py is imported as `generate` by the manifest tests.
-    spec = importlib.util.spec_from_file_location("mixin_generate", MIXIN / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    return generate
+    return load_script("mixin/generate.py")
 
 
 def test_the_generated_mixin_files_match_the_rule_files_and_dashboards():

@@ -8,6 +8,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.support.binaries import tool
+from tests.support.scripts import load_script
 
 RULES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
 # A range selector or subquery with its optional offset: `metric{...}[1h] offset 1h`.
@@ -91,12 +92,7 @@ def test_every_alert_links_its_own_runbook_anchor_and_an_existing_dashboard():
 
 
 def load_generator():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rules_generate", REPO / "prometheus" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prometheus/generate.py")
 
 
 def test_rule_files_are_what_the_generator_writes_from_their_sources():

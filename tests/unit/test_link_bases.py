@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 from tests.conftest import REPO
+from tests.support.scripts import load_script
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location("prometheus_generate", REPO / "prometheus" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prometheus/generate.py")
 
 
 def test_the_mixin_replaces_exactly_the_prefix_the_rule_generator_writes():
@@ -21,7 +18,7 @@ def test_the_mixin_replaces_exactly_the_prefix_the_rule_generator_writes():
     grafana = re.search(r"grafanaURL: '([^']+)'", config).group(1)
     rules = generator()
     assert rules.RUNBOOK_URL_BASE.startswith(runbook_base)
-    assert rules.DASHBOARD_URL_BASE == grafana
+    assert grafana == rules.DASHBOARD_URL_BASE
     written = "".join(p.read_text() for p in (REPO / "prometheus" / "rules").glob("*.rules.yml"))
     links = re.findall(r"runbook_url: (\S+)", written)
     assert links and all(link.startswith(rules.RUNBOOK_URL_BASE + "#") for link in links)
