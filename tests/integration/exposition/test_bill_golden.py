@@ -10,7 +10,7 @@ import pytest
 from ml_cost_exporter.exposition.collectors import build_registry
 from ml_cost_exporter.runtime import Clocks, HostPaths, Runtime
 from tests.conftest import FIXTURES, GIB
-from tests.integration.exposition.test_collectors import render, triton_text, vllm_text
+from tests.integration.exposition.test_collectors import matches_golden, render, triton_text, vllm_text
 
 GOLDEN = FIXTURES / "golden" / "bill-metrics.txt"
 CONFIG = """
@@ -95,9 +95,7 @@ def bill_runtime(tmp_path, clock):
 
 def test_bill_pod_metrics_match_the_saved_expected_output(bill_runtime, update_golden):
     text = render(bill_runtime)
-    if update_golden:
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "run pytest with --update-golden after an intended change"
+    matches_golden(text, GOLDEN, update_golden)
 
 
 def test_storage_and_egress_cost_match_a_hand_computation(bill_runtime):

@@ -82,12 +82,17 @@ def render(runtime: Runtime) -> str:
     return re.sub(r'pythonversion="[^"]*"', 'pythonversion="X"', text)
 
 
+def matches_golden(text: str, golden, update: bool) -> None:
+    """Assert `text` is the saved expected output; with --update-golden, save it first."""
+    if update:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), "run pytest with --update-golden after an intended change"
+
+
 def test_metrics_match_the_saved_expected_output(runtime, update_golden):
     text = render(runtime)
-    if update_golden:
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "run pytest with --update-golden after an intended change"
+    matches_golden(text, GOLDEN, update_golden)
 
 
 def test_saved_output_passes_promtool_check_metrics():

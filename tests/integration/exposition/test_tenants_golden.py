@@ -4,7 +4,7 @@ collectors can emit appears in one saved output (docs/metrics.md is generated fr
 
 from ml_cost_exporter.runtime import Clocks, Runtime
 from tests.conftest import FIXTURES
-from tests.integration.exposition.test_collectors import render
+from tests.integration.exposition.test_collectors import matches_golden, render
 from tests.integration.test_token_economics import (
     SERVER_STEPS,
     TENANT_CONFIG,
@@ -35,6 +35,4 @@ def test_gateway_pod_metrics_match_the_saved_expected_output(tmp_path, clock, fa
         text = render(rt)
     finally:
         rt.close()
-    if update_golden:
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "run pytest with --update-golden after an intended change"
+    matches_golden(text, GOLDEN, update_golden)

@@ -4,7 +4,7 @@ import textwrap
 
 from ml_cost_exporter.runtime import Clocks, Runtime
 from tests.conftest import A100, FIXTURES, GIB
-from tests.integration.exposition.test_collectors import render
+from tests.integration.exposition.test_collectors import matches_golden, render
 
 GOLDEN = FIXTURES / "golden" / "training-metrics.txt"
 CONFIG = textwrap.dedent("""
@@ -55,6 +55,4 @@ def test_training_pod_metrics_match_the_saved_expected_output(tmp_path, clock, f
         text = render(rt)
     finally:
         rt.close()
-    if update_golden:
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "run pytest with --update-golden after an intended change"
+    matches_golden(text, GOLDEN, update_golden)
