@@ -9,8 +9,8 @@ PYTEST = $(PYTHON) -m pytest -q
 LINTED = exporter tests bench grafana k8s docs mixin demo harness
 # Tiers with their own set-up, run after the default ones by `make test`, one `make tier-<name>` each. A tier's
 # tests carry its marker (tests/support/tiers.py); its set-up is scripts/<name>-setup.sh if there is one.
-SLOW_TIERS ?= upstream vmalert
-DEFAULT_TIERS = not upstream and not vmalert
+SLOW_TIERS ?= upstream vmalert outage
+DEFAULT_TIERS = not upstream and not vmalert and not outage
 GENERATORS = docs/generate.py k8s/generate.py grafana/build_dashboards.py mixin/generate.py prometheus/generate.py
 
 .PHONY: help setup test unit lint generate docs bench demo

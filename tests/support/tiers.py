@@ -32,6 +32,7 @@ TIERS: dict[str, tuple[str, tuple[str, ...]]] = {
                  ()),
     "vmalert": ("needs VictoriaMetrics' vmalert and victoria-metrics (Debian: victoria-metrics)",
                 ("vmalert", "victoria-metrics")),
+    "outage": ("freezes real Prometheus servers through outages in compressed time (about 7 minutes)", ()),
 }
 DIRECTORY_TIERS = {TESTS / "upstream": "upstream", TESTS / "vmalert": "vmalert"}
 # Binaries a unit test may not need either, though they have no tier of their own.
