@@ -115,6 +115,15 @@ def truth(series) -> dict[str, float]:
     return {budget: points[-1][1] for budget, points in recorded_period_to_date(series).items()}
 
 
+def spent_until(samples: list[tuple[int, float]], until: int) -> float:
+    """One series' growth in its samples up to `until` (a reset adds the new life's value)."""
+    grown, previous = 0.0, 0.0
+    for _, value in (sample for sample in samples if sample[0] <= until):
+        grown += value - previous if value >= previous else value
+        previous = value
+    return grown
+
+
 def recorded_period_to_date(series) -> dict[str, list[tuple[int, float]]]:
     """The recorded chain through the month: the sum of each series' growth up to t (resets add
     the new life's value), which is what the rules record."""
@@ -132,9 +141,9 @@ def recorded_period_to_date(series) -> dict[str, list[tuple[int, float]]]:
     return {b: sorted(points.items()) for b, points in totals.items()}
 
 
-def query(port: int, expr: str) -> tuple[int, float, float | None]:
+def query(port: int, expr: str, at: int = END) -> tuple[int, float, float | None]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(
-        {"query": expr, "time": END, "stats": "all"})
+        {"query": expr, "time": at, "stats": "all"})
     with urllib.request.urlopen(url, timeout=600) as response:
         data = json.load(response)["data"]
     stats = data["stats"]
@@ -179,6 +188,11 @@ def measure(n_pods: int, outage: bool, baseline: Path | None) -> dict:
             results = {label: {name: query(port, expr) for name, expr in recording_rules(path)}
                        for label, path in sides}
             results["truth"] = sum(truth(series).values())
+            # What the next hourly run records: the checkpoint at the next whole hour, from the samples up to END.
+            new_rules = dict(recording_rules(sides[0][1]))
+            checkpoint = new_rules["budget_period:mlcost_budget_spend_usd:period_to_date_hourly"]
+            results["next_hourly"] = query(port, checkpoint, at=END + STEP + 1)[2]
+            results["truth_next_hour"] = sum(spent_until(samples, END + STEP) for samples in series.values())
             return results
         finally:
             prometheus.terminate()
@@ -208,17 +222,20 @@ def main() -> None:
             times = f"{old[1] * 1000 if old else 0:6.1f}/{new[1] * 1000 if new else 0:<6.1f}"
             cells.append(f"{samples:>30} {times:>13}")
         print(f"{name:58} " + " ".join(cells))
-    chain = ("budget_period:mlcost_budget_spend_usd:period_to_date", "budget:mlcost_budget_spend_usd:period_to_date")
+    chain = ("series:mlcost_budget_spend_usd:stopped", "budget_period:mlcost_budget_spend_usd:period_to_date",
+             "budget:mlcost_budget_spend_usd:period_to_date")
     for n in args.pods:
         new = runs[n]["new"]
-        new_samples = sum(new[name][0] for name in chain)
+        new_samples = sum(new[name][0] for name in chain if name in new)
         value, true = new["budget_period:mlcost_budget_spend_usd:period_to_date"][2], runs[n]["truth"]
         print(f"N={n}{' gap' if args.gap else ''} period-to-date: new {new_samples} samples; value {value:.4f} "
               f"vs the counters' truth {true:.4f} ({(value - true) / true * 100:+.4f} %)")
+        hourly, next_true = runs[n]["next_hourly"], runs[n]["truth_next_hour"]
+        print(f"N={n}{' gap' if args.gap else ''} the next hourly run's checkpoint: {hourly:.4f} vs the counters "
+              f"at that hour {next_true:.4f} ({(hourly - next_true) / next_true * 100:+.4f} %)")
         if "old" in runs[n]:
-            old_ptd = runs[n]["old"]["budget:mlcost_budget_spend_usd:period_to_date"]
-            print(f"N={n} old rules: {old_ptd[0]} samples ({old_ptd[0] / new_samples:.0f}x the new); "
-                  f"value {old_ptd[2]:.4f}")
+            old_chain = sum(runs[n]["old"][name][0] for name in chain if name in runs[n]["old"])
+            print(f"N={n} baseline rules: {old_chain} samples ({old_chain / new_samples:.1f}x the new)")
 
 
 if __name__ == "__main__":
