@@ -17,9 +17,7 @@ import itertools
 import os
 import re
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ import yaml
 
 from tests.conftest import REPO, free_port, wait_until
 from tests.support.binaries import tool
+from tests.support.http import Reply
 
 pytestmark = pytest.mark.outage
 
@@ -64,39 +63,16 @@ def compressed_rules(path: Path) -> Path:
     return path
 
 
-class Pods:
-    """Serves the pods' counters as /metrics: each pod's spend since it was born, while it lives."""
-
-    def __init__(self, start: float) -> None:
-        def exposition() -> bytes:
-            now = time.time() - start
-            lines = ["# TYPE mlcost_budget_spend_usd counter", "# TYPE mlcost_budget_current_period_info gauge"]
-            for pod, rate, born, ended in PODS:
-                if born <= now and (ended is None or now < ended):
-                    labels = f'budget="b",period="run",instance="{pod}"'
-                    lines.append(f"mlcost_budget_spend_usd_total{{{labels}}} {rate * (now - born)!r}")
-                    lines.append(f"mlcost_budget_current_period_info{{{labels}}} 1")
-            return ("\n".join(lines) + "\n").encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                body = exposition()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.target = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def exposition(start: float) -> bytes:
+    """The pods' counters as /metrics: each pod's spend since it was born, while it lives."""
+    now = time.time() - start
+    lines = ["# TYPE mlcost_budget_spend_usd counter", "# TYPE mlcost_budget_current_period_info gauge"]
+    for pod, rate, born, ended in PODS:
+        if born <= now and (ended is None or now < ended):
+            labels = f'budget="b",period="run",instance="{pod}"'
+            lines.append(f"mlcost_budget_spend_usd_total{{{labels}}} {rate * (now - born)!r}")
+            lines.append(f"mlcost_budget_current_period_info{{{labels}}} 1")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def start_prometheus(processes, directory: Path, target: str) -> tuple[str, int]:
@@ -139,17 +115,11 @@ def exact_after(url: str, resumed: float) -> float | None:
     return None
 
 
-@pytest.fixture
-def pods():
-    served = Pods(time.time())
-    yield served
-    served.close()
-
-
-def test_period_to_date_through_prometheus_outages_of_90_minutes_and_4_hours(processes, tmp_path, pods):
+def test_period_to_date_through_prometheus_outages_of_90_minutes_and_4_hours(processes, tmp_path, loopback_server):
     start = time.time()
-    short_url, short_pid = start_prometheus(processes, tmp_path / "prometheus-short", pods.target)
-    long_url, long_pid = start_prometheus(processes, tmp_path / "prometheus-long", pods.target)
+    pods = f"127.0.0.1:{loopback_server(lambda _: Reply(body=exposition(start))).port}"
+    short_url, short_pid = start_prometheus(processes, tmp_path / "prometheus-short", pods)
+    long_url, long_pid = start_prometheus(processes, tmp_path / "prometheus-long", pods)
     # Both have an hourly checkpoint before the outage.
     for url in (short_url, long_url):
         assert wait_until(lambda url=url: value_at(url, "budget_period:mlcost_budget_spend_usd:period_to_date_hourly",

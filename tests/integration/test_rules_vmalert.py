@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, wait_until
+from tests.support.http import Reply, Request
 
 pytestmark = pytest.mark.vmalert
 
@@ -68,27 +67,16 @@ def history(end: int) -> list[tuple[str, dict[str, str], float, int]]:
 class LivePods:
     """Serves the pods still running after `end` as /metrics, their counters following the wall clock."""
 
-    def __init__(self, end: int) -> None:
+    def __init__(self, end: int, loopback_server) -> None:
         self.end = end
         live = [pod for pod in PODS if pod[3] == 0]
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+        def answer(_: Request) -> Reply:
+            now = int(time.time())
+            rows = [s for pod, hourly, first, _, _ in live for s in pod_samples(end, pod, hourly, first, now)]
+            return Reply(body="\n".join(line(m, labels, v, "") for m, labels, v, _ in rows).encode() + b"\n")
 
-            def do_GET(self):
-                now = int(time.time())
-                rows = [s for pod, hourly, first, _, _ in live for s in pod_samples(end, pod, hourly, first, now)]
-                body = "\n".join(line(m, labels, v, "") for m, labels, v, _ in rows).encode() + b"\n"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.target = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.target = f"127.0.0.1:{loopback_server(answer).port}"
 
     def scrape_config(self, path: Path) -> Path:
         path.write_text(yaml.safe_dump({"scrape_configs": [{
@@ -96,16 +84,10 @@ class LivePods:
             "static_configs": [{"targets": [self.target]}]}]}))
         return path
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
-def live_pods():
-    pods = LivePods(int(time.time()) - 1)
-    yield pods
-    pods.close()
+def live_pods(loopback_server):
+    return LivePods(int(time.time()) - 1, loopback_server)
 
 
 def line(metric: str, labels: dict[str, str], value: float, timestamp: str) -> str:
