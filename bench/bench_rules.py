@@ -17,6 +17,7 @@ Run: .venv/bin/python -m bench.bench_rules [--pods 100 200] [--gap] [--new-only 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -115,13 +116,15 @@ def truth(series) -> dict[str, float]:
     return {budget: points[-1][1] for budget, points in recorded_period_to_date(series).items()}
 
 
+def growth(value: float, previous: float) -> float:
+    """A counter's growth from one sample to the next: a reset adds the new life's value."""
+    return value - previous if value >= previous else value
+
+
 def spent_until(samples: list[tuple[int, float]], until: int) -> float:
-    """One series' growth in its samples up to `until` (a reset adds the new life's value)."""
-    grown, previous = 0.0, 0.0
-    for _, value in (sample for sample in samples if sample[0] <= until):
-        grown += value - previous if value >= previous else value
-        previous = value
-    return grown
+    """One series' growth in its samples up to `until`."""
+    values = [0.0] + [value for t, value in samples if t <= until]
+    return sum(growth(value, previous) for previous, value in itertools.pairwise(values))
 
 
 def recorded_period_to_date(series) -> dict[str, list[tuple[int, float]]]:
@@ -134,7 +137,7 @@ def recorded_period_to_date(series) -> dict[str, list[tuple[int, float]]]:
         current = next(points, None)
         for t in range(START + STEP, END + 1, STEP):
             while current is not None and current[0] <= t:
-                grown += current[1] - previous if current[1] >= previous else current[1]
+                grown += growth(current[1], previous)
                 previous = current[1]
                 current = next(points, None)
             totals[budget][t] = totals[budget].get(t, 0.0) + grown

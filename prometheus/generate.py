@@ -3,7 +3,8 @@
 A source is a rule file with three shorthands, expanded here so that each repeated part is written once:
 
 - `each: [{window: 5m}, ...]` on a rule repeats it once per item, replacing `$window` (and any other
-  `$key` of the item) in its name and expression; an item's `window` also gives `$seconds`.
+  `$key` of the item) in its name and expression; an item's `window` also gives `$seconds`. A one-item
+  `each` names the sub-expressions a long expression repeats.
 - `dashboard: <uid>/<slug>[?<label>]` in an alert's annotations becomes its `dashboard_url` (under
   DASHBOARD_URL_BASE, with `var-<label>` set from the alert's label), and every alert gets its
   `runbook_url`: RUNBOOK_URL_BASE + `#` + the alert's name in lower case (docs/runbooks.md's anchors).
